@@ -1,0 +1,8 @@
+//! The Plaid connector. See the crate documentation for the module map.
+
+pub mod client;
+pub mod link;
+pub mod sync;
+pub mod types;
+
+pub use client::{PlaidApiError, PlaidClient};

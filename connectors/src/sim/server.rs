@@ -1,0 +1,472 @@
+//! The simulator's HTTP face: Plaid's endpoints (POST + JSON, credentials in the body or
+//! the `PLAID-CLIENT-ID` / `PLAID-SECRET` headers, `request_id` on every success, a
+//! `PlaidError` body with Plaid's status on every failure), plus `/sim/*` controls.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{Duration, Utc};
+use rand::Rng;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::{Simulator, data, with_pfc_version};
+use crate::plaid::types::*;
+
+/// A running simulator server; dropping it stops the server.
+pub struct SimServer {
+    pub base_url: String,
+    pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl SimServer {
+    /// Stop serving and wait for the server task to end.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Simulator {
+    /// Serve on `addr` (port 0 picks a free port). Returns once the socket is bound.
+    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<SimServer> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = router(self.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(SimServer {
+            base_url: format!("http://{addr}"),
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+}
+
+pub fn router(sim: Simulator) -> Router {
+    Router::new()
+        .route("/link/token/create", post(link_token_create))
+        .route(
+            "/sandbox/public_token/create",
+            post(sandbox_public_token_create),
+        )
+        .route("/item/public_token/exchange", post(public_token_exchange))
+        .route("/accounts/get", post(accounts_get))
+        .route("/accounts/balance/get", post(accounts_get))
+        .route("/item/get", post(item_get))
+        .route("/institutions/get_by_id", post(institutions_get_by_id))
+        .route("/transactions/sync", post(transactions_sync))
+        .route("/sim/advance", post(sim_advance))
+        .route("/sim/items/{item_id}/transactions", get(sim_ground_truth))
+        .fallback(not_found)
+        .with_state(sim)
+}
+
+struct PlaidErr(Box<Response>);
+
+impl IntoResponse for PlaidErr {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
+
+fn request_id() -> String {
+    const B62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::thread_rng();
+    (0..15).map(|_| B62[rng.gen_range(0..62)] as char).collect()
+}
+
+fn error(status: StatusCode, error_type: &str, code: &str, message: &str) -> PlaidErr {
+    let body = PlaidError {
+        error_type: error_type.to_string(),
+        error_code: code.to_string(),
+        error_message: message.to_string(),
+        display_message: None,
+        request_id: Some(request_id()),
+        status: None,
+    };
+    PlaidErr(Box::new((status, axum::Json(body)).into_response()))
+}
+
+fn invalid_input(code: &str, message: &str) -> PlaidErr {
+    error(StatusCode::BAD_REQUEST, "INVALID_INPUT", code, message)
+}
+
+fn invalid_request(code: &str, message: &str) -> PlaidErr {
+    error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", code, message)
+}
+
+/// Add `request_id` to a success body.
+fn ok(mut body: Value) -> Response {
+    body["request_id"] = Value::String(request_id());
+    axum::Json(body).into_response()
+}
+
+/// Check credentials (body or headers) and decode the request.
+fn parse<T: DeserializeOwned>(
+    sim: &Simulator,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, PlaidErr> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        invalid_request(
+            "INVALID_BODY",
+            &format!("body could not be parsed as JSON: {e}"),
+        )
+    })?;
+    let field = |name: &str, header: &str| {
+        value
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or_else(|| {
+                headers
+                    .get(header)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+            })
+            .filter(|s| !s.is_empty())
+    };
+    let (id, secret) = (
+        field("client_id", "plaid-client-id"),
+        field("secret", "plaid-secret"),
+    );
+    let cfg = &sim.lock().config;
+    let good = match (&id, &secret) {
+        (Some(i), Some(s)) => {
+            cfg.client_id.as_ref().is_none_or(|c| c == i)
+                && cfg.secret.as_ref().is_none_or(|c| c == s)
+        }
+        _ => false,
+    };
+    if !good {
+        return Err(invalid_input(
+            "INVALID_API_KEYS",
+            "invalid client_id or secret provided",
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        let text = e.to_string();
+        match text.strip_prefix("missing field `") {
+            Some(rest) => invalid_request(
+                "MISSING_FIELDS",
+                &format!(
+                    "the following required fields are missing: {}",
+                    rest.split('`').next().unwrap_or("")
+                ),
+            ),
+            None => invalid_request("INVALID_FIELD", &text),
+        }
+    })
+}
+
+fn item_for_token(sim: &Simulator, token: &str) -> Result<String, PlaidErr> {
+    sim.lock().tokens.get(token).cloned().ok_or_else(|| {
+        invalid_input(
+            "INVALID_ACCESS_TOKEN",
+            "could not find matching access token",
+        )
+    })
+}
+
+async fn not_found() -> PlaidErr {
+    invalid_request("NOT_FOUND", "not found")
+}
+
+async fn link_token_create(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, PlaidErr> {
+    let req: LinkTokenCreateRequest = parse(&sim, &headers, &body)?;
+    if req.country_codes.is_empty() {
+        return Err(invalid_request(
+            "INVALID_FIELD",
+            "country_codes must contain at least one country",
+        ));
+    }
+    if req.user.is_none() && req.user_id.is_none() {
+        return Err(invalid_request(
+            "MISSING_FIELDS",
+            "the following required fields are missing: user",
+        ));
+    }
+    let update_mode = req.access_token.is_some();
+    if let Some(t) = &req.access_token {
+        item_for_token(&sim, t)?;
+    } else if req.products.as_ref().is_none_or(|p| p.is_empty()) {
+        return Err(invalid_request(
+            "INVALID_FIELD",
+            "at least one product is required",
+        ));
+    }
+    let mut rng = rand::thread_rng();
+    let uuid: String = (0..32)
+        .map(|_| format!("{:x}", rng.gen_range(0..16u8)))
+        .collect();
+    let lifetime = if update_mode {
+        Duration::minutes(30)
+    } else {
+        Duration::hours(4)
+    };
+    Ok(ok(json!({
+        "link_token": format!("link-sandbox-{}-{}-{}-{}-{}", &uuid[0..8], &uuid[8..12], &uuid[12..16], &uuid[16..20], &uuid[20..32]),
+        "expiration": (Utc::now() + lifetime).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    })))
+}
+
+async fn sandbox_public_token_create(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, PlaidErr> {
+    let req: SandboxPublicTokenCreateRequest = parse(&sim, &headers, &body)?;
+    if data::institution(&req.institution_id).is_none() {
+        return Err(invalid_input(
+            "INVALID_INSTITUTION",
+            "invalid institution_id provided",
+        ));
+    }
+    if req.initial_products.is_empty() {
+        return Err(invalid_request(
+            "INVALID_FIELD",
+            "initial_products must contain at least one product",
+        ));
+    }
+    let webhook = req.options.and_then(|o| o.webhook);
+    let item_id = sim.create_item(&req.institution_id, webhook);
+    let mut rng = rand::thread_rng();
+    let uuid: String = (0..32)
+        .map(|_| format!("{:x}", rng.gen_range(0..16u8)))
+        .collect();
+    let token = format!(
+        "public-sandbox-{}-{}-{}-{}-{}",
+        &uuid[0..8],
+        &uuid[8..12],
+        &uuid[12..16],
+        &uuid[16..20],
+        &uuid[20..32]
+    );
+    sim.lock().public_tokens.insert(token.clone(), item_id);
+    Ok(ok(json!({ "public_token": token })))
+}
+
+async fn public_token_exchange(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, PlaidErr> {
+    let req: PublicTokenExchangeRequest = parse(&sim, &headers, &body)?;
+    let mut s = sim.lock();
+    let item_id = s.public_tokens.remove(&req.public_token).ok_or_else(|| {
+        invalid_input(
+            "INVALID_PUBLIC_TOKEN",
+            "could not find matching public token",
+        )
+    })?;
+    let token = s.items[&item_id].access_token.clone();
+    Ok(ok(json!({ "access_token": token, "item_id": item_id })))
+}
+
+fn item_json(sim: &Simulator, item_id: &str) -> Value {
+    let s = sim.lock();
+    let item = &s.items[item_id];
+    let inst = data::institution(&item.institution_id);
+    serde_json::to_value(Item {
+        item_id: item.item_id.clone(),
+        institution_id: Some(item.institution_id.clone()),
+        institution_name: inst.map(|i| i.name.to_string()),
+        webhook: item.webhook.clone(),
+        error: None,
+        available_products: vec!["balance".into(), "identity".into(), "investments".into()],
+        billed_products: vec!["transactions".into()],
+        consent_expiration_time: None,
+        update_type: "background".into(),
+    })
+    .expect("items serialize")
+}
+
+async fn accounts_get(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, PlaidErr> {
+    let req: AccessTokenRequest = parse(&sim, &headers, &body)?;
+    let item_id = item_for_token(&sim, &req.access_token)?;
+    let accounts = sim.accounts(&item_id).unwrap_or_default();
+    Ok(ok(
+        json!({ "accounts": accounts, "item": item_json(&sim, &item_id) }),
+    ))
+}
+
+async fn item_get(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, PlaidErr> {
+    let req: AccessTokenRequest = parse(&sim, &headers, &body)?;
+    let item_id = item_for_token(&sim, &req.access_token)?;
+    Ok(ok(json!({ "item": item_json(&sim, &item_id) })))
+}
+
+async fn institutions_get_by_id(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, PlaidErr> {
+    let req: InstitutionsGetByIdRequest = parse(&sim, &headers, &body)?;
+    let inst = data::institution(&req.institution_id)
+        .ok_or_else(|| invalid_input("INVALID_INSTITUTION", "invalid institution_id provided"))?;
+    Ok(ok(json!({ "institution": Institution {
+        institution_id: inst.id.to_string(),
+        name: inst.name.to_string(),
+        products: vec!["assets".into(), "auth".into(), "balance".into(), "transactions".into(), "identity".into()],
+        country_codes: vec!["US".into()],
+        routing_numbers: vec![inst.routing.to_string()],
+        oauth: false,
+    }})))
+}
+
+async fn transactions_sync(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, PlaidErr> {
+    let req: TransactionsSyncRequest = parse(&sim, &headers, &body)?;
+    let item_id = item_for_token(&sim, &req.access_token)?;
+    let count = req.count.unwrap_or(100);
+    if !(1..=500).contains(&count) {
+        return Err(invalid_request(
+            "INVALID_FIELD",
+            "count must be between 1 and 500",
+        ));
+    }
+    let v2 = match req
+        .options
+        .as_ref()
+        .and_then(|o| o.personal_finance_category_version.as_deref())
+    {
+        None | Some("v1") => false,
+        Some("v2") => true,
+        Some(other) => {
+            return Err(invalid_request(
+                "INVALID_FIELD",
+                &format!("options.personal_finance_category_version must be v1 or v2, not {other}"),
+            ));
+        }
+    };
+    let page = sim
+        .sync_page(&item_id, req.cursor.as_deref(), count as usize, v2)
+        .map_err(|_| invalid_request("INVALID_FIELD", "cursor not valid"))?;
+    let accounts = sim.accounts(&item_id).unwrap_or_default();
+    Ok(ok(json!({
+        "transactions_update_status": "HISTORICAL_UPDATE_COMPLETE",
+        "accounts": accounts,
+        "added": page.added,
+        "modified": page.modified,
+        "removed": page.removed,
+        "next_cursor": page.next_cursor,
+        "has_more": page.has_more,
+    })))
+}
+
+#[derive(Deserialize)]
+struct AdvanceRequest {
+    days: u32,
+}
+
+async fn sim_advance(State(sim): State<Simulator>, body: Bytes) -> Result<Response, PlaidErr> {
+    let req: AdvanceRequest = serde_json::from_slice(&body)
+        .map_err(|e| invalid_request("INVALID_BODY", &format!("expected {{\"days\": N}}: {e}")))?;
+    if req.days > 3650 {
+        return Err(invalid_request(
+            "INVALID_FIELD",
+            "days must be at most 3650",
+        ));
+    }
+    let items = sim.advance(req.days);
+    let hooks: Vec<(String, String)> = {
+        let s = sim.lock();
+        items
+            .iter()
+            .filter_map(|r| {
+                s.items
+                    .get(&r.item_id)
+                    .and_then(|i| i.webhook.clone().map(|w| (r.item_id.clone(), w)))
+            })
+            .collect()
+    };
+    for (item_id, url) in hooks {
+        tokio::spawn(async move {
+            let body = json!({
+                "webhook_type": "TRANSACTIONS",
+                "webhook_code": "SYNC_UPDATES_AVAILABLE",
+                "item_id": item_id,
+                "initial_update_complete": true,
+                "historical_update_complete": true,
+                "environment": "sandbox",
+            });
+            let text = serde_json::to_string_pretty(&body).expect("json");
+            if let Err(e) = reqwest::Client::new()
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(text)
+                .send()
+                .await
+            {
+                tracing::warn!(%url, error = %e, "webhook delivery failed");
+            }
+        });
+    }
+    Ok(axum::Json(json!({ "today": sim.today(), "items": items })).into_response())
+}
+
+#[derive(Deserialize)]
+struct TruthQuery {
+    pfc: Option<String>,
+}
+
+async fn sim_ground_truth(
+    State(sim): State<Simulator>,
+    Path(item_id): Path<String>,
+    Query(q): Query<TruthQuery>,
+) -> Result<Response, PlaidErr> {
+    let v2 = q.pfc.as_deref() != Some("v1");
+    let txns = sim.ground_truth(&item_id).ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            "ITEM_ERROR",
+            "ITEM_NOT_FOUND",
+            "The Item you requested cannot be found.",
+        )
+    })?;
+    let txns: Vec<Transaction> = txns.iter().map(|t| with_pfc_version(t, v2)).collect();
+    Ok(axum::Json(json!({ "item_id": item_id, "transactions": txns })).into_response())
+}

@@ -1,0 +1,218 @@
+//! The command line: one clap subcommand per job.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use finq_analytics::query::{self, OutputFormat, Trust};
+
+use crate::app::App;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "finq",
+    version,
+    about = "Local-first personal finance: Plaid → PostgreSQL → DuckDB, with SQL and plain-English questions"
+)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug). FINQ_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Zero-configuration tour: database, simulated bank, sync, transforms, mirror, report.
+    Demo {
+        /// Transactions to generate for the simulated bank.
+        #[arg(long, default_value_t = 1000)]
+        transactions: usize,
+        /// Seed for the simulated data (same seed, same data).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Link an institution (Plaid Sandbox flow, or the simulator).
+    Link {
+        /// Plaid institution id, e.g. ins_109508 (First Platypus Bank).
+        #[arg(long, default_value = "ins_109508")]
+        institution: String,
+    },
+    /// Pull new transactions for every linked institution.
+    Sync {
+        /// Print a JSON summary instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The batch pipeline for cron: sync every item, transforms, mirror. Exit code 1 if
+    /// any connection failed.
+    Run {
+        /// Print a JSON summary instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run DuckDB SQL on the mirror.
+    Sql {
+        /// The query, e.g. "SELECT category, sum(amount) FROM transactions GROUP BY 1".
+        query: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Ask a question in plain English (needs Ollama).
+    Ask {
+        question: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// The interactive REPL: SQL ending in `;`, `?question`, `\d`, `\help`, `\q`.
+    Repl,
+    /// HTTP server for Plaid webhooks.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+    },
+    /// The offline Plaid simulator.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+    /// finq's private PostgreSQL cluster (used when DATABASE_URL is unset).
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SimCommand {
+    /// Serve the simulator; prints its base URL on the first line.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Transactions generated per linked item.
+        #[arg(long, default_value_t = 1000)]
+        transactions: usize,
+        /// Accept only this client id (default: any non-empty one).
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Accept only this secret (default: any non-empty one).
+        #[arg(long)]
+        secret: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// Where the database is and whether it runs.
+    Status,
+    /// Stop the private PostgreSQL server.
+    Stop,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+impl From<Format> for OutputFormat {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Table => OutputFormat::Table,
+            Format::Csv => OutputFormat::Csv,
+            Format::Json => OutputFormat::Json,
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Demo { transactions, seed } => crate::demo::run(transactions, seed).await,
+        Command::Link { institution } => {
+            let app = App::open().await?;
+            let linked = crate::connections::link(&app, &institution, None).await?;
+            println!(
+                "Linked {} ({}): item {} with {} accounts. Run `finq sync` to pull transactions.",
+                linked.institution_name, linked.institution_id, linked.item_id, linked.accounts
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sync { json } => {
+            let app = App::open().await?;
+            let report =
+                crate::pipeline::run(&app, crate::pipeline::Steps::SyncOnly, None, !json).await?;
+            crate::pipeline::print_report(&report, json)
+        }
+        Command::Run { json } => {
+            let app = App::open().await?;
+            let report =
+                crate::pipeline::run(&app, crate::pipeline::Steps::All, None, !json).await?;
+            crate::pipeline::print_report(&report, json)
+        }
+        Command::Sql { query: sql, format } => {
+            let settings = finq_core::config::Settings::load()?;
+            let conn = query::open(&settings.duckdb_path(), Trust::User)?;
+            let result = query::run(&conn, &sql).context("the query failed")?;
+            println!("{}", query::render(&result, format.into()).trim_end());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ask { question, format } => {
+            let settings = finq_core::config::Settings::load()?;
+            let engine = finq_analytics::nl::NlEngine::new(&settings.ollama_host, &settings.model)?;
+            let answer = engine.ask(&settings.duckdb_path(), &question).await?;
+            if format == Format::Table {
+                eprintln!(
+                    "{}\n  {}",
+                    answer.plan.explanation,
+                    answer.plan.sql.replace('\n', "\n  ")
+                );
+            }
+            println!(
+                "{}",
+                query::render(&answer.result, format.into()).trim_end()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Repl => crate::repl::run().await.map(|()| ExitCode::SUCCESS),
+        Command::Serve { addr } => {
+            let app = App::open().await?;
+            crate::server::serve(app, addr).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sim {
+            command:
+                SimCommand::Serve {
+                    addr,
+                    seed,
+                    transactions,
+                    client_id,
+                    secret,
+                },
+        } => {
+            let sim = finq_connectors::sim::Simulator::new(finq_connectors::sim::SimConfig {
+                seed,
+                transactions,
+                client_id,
+                secret,
+                ..Default::default()
+            });
+            let server = sim
+                .serve(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            println!("{}", server.base_url);
+            eprintln!(
+                "Plaid simulator listening (seed {seed}, {transactions} transactions per item). Ctrl-C stops it."
+            );
+            tokio::signal::ctrl_c().await?;
+            server.stop().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Db { command } => crate::app::db_command(command).await,
+    }
+}

@@ -1,0 +1,214 @@
+//! `finq serve`: Plaid webhooks in, syncs out. `SYNC_UPDATES_AVAILABLE` for a known item runs
+//! the pipeline for that item in the background (one at a time) and answers 200 at once, as
+//! Plaid expects an answer within 10 seconds.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use crate::app::App;
+use crate::pipeline::{self, Steps};
+
+struct ServerState {
+    app: App,
+    /// Webhook-triggered runs go one at a time.
+    running: tokio::sync::Mutex<()>,
+}
+
+pub fn router(app: App) -> Router {
+    let state = Arc::new(ServerState {
+        app,
+        running: tokio::sync::Mutex::new(()),
+    });
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/plaid/webhook", post(webhook))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+pub async fn serve(app: App, addr: SocketAddr) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let router = router(app);
+    eprintln!("finq serve: listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("shutting down");
+        })
+        .await?;
+    Ok(())
+}
+
+async fn healthz(State(state): State<Arc<ServerState>>) -> (StatusCode, axum::Json<Value>) {
+    match sqlx::query("SELECT 1").execute(&state.app.pool).await {
+        Ok(_) => (StatusCode::OK, axum::Json(json!({ "status": "ok" }))),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "status": "error", "error": format!("database: {e}") })),
+        ),
+    }
+}
+
+async fn webhook(
+    State(state): State<Arc<ServerState>>,
+    body: axum::body::Bytes,
+) -> (StatusCode, axum::Json<Value>) {
+    let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "error": "body is not JSON" })),
+        );
+    };
+    let field = |k: &str| {
+        payload
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let (kind, code, item_id) = (
+        field("webhook_type"),
+        field("webhook_code"),
+        field("item_id"),
+    );
+    tracing::info!(%kind, %code, %item_id, "webhook received");
+    if kind != "TRANSACTIONS" || code != "SYNC_UPDATES_AVAILABLE" {
+        return (StatusCode::OK, axum::Json(json!({ "status": "ignored" })));
+    }
+    let known: Option<i32> = sqlx::query_scalar("SELECT 1 FROM plaid_items WHERE item_id = $1")
+        .bind(&item_id)
+        .fetch_optional(&state.app.pool)
+        .await
+        .unwrap_or(None);
+    if known.is_none() {
+        tracing::warn!(%item_id, "webhook for an unknown item");
+        return (
+            StatusCode::OK,
+            axum::Json(json!({ "status": "unknown_item" })),
+        );
+    }
+    let task_state = state.clone();
+    tokio::spawn(async move {
+        let _one_at_a_time = task_state.running.lock().await;
+        match pipeline::run(&task_state.app, Steps::All, Some(&item_id), false).await {
+            Ok(report) if report.ok() => tracing::info!(%item_id, "webhook sync done"),
+            Ok(report) => {
+                for s in report.failed() {
+                    tracing::error!(%item_id, step = %s.name, error = s.error.as_deref().unwrap_or(""), "webhook sync failed");
+                }
+            }
+            Err(e) => tracing::error!(%item_id, error = %e, "webhook sync failed"),
+        }
+    });
+    (
+        StatusCode::OK,
+        axum::Json(json!({ "status": "sync_started" })),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use finq_connectors::sim::{SimConfig, Simulator};
+    use finq_core::config::Settings;
+    use finq_core::vault::TokenVault;
+
+    #[sqlx::test(migrator = "finq_core::MIGRATOR")]
+    async fn sync_updates_available_webhook_syncs_that_item(pool: sqlx::PgPool) {
+        let sim = Simulator::new(SimConfig {
+            seed: 2,
+            transactions: 120,
+            ..Default::default()
+        });
+        let sim_server = sim.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (data, base) = (
+            dir.path().to_str().unwrap().to_string(),
+            sim_server.base_url.clone(),
+        );
+        let settings = Settings::from_env_fn(|k| match k {
+            "FINQ_DATA_DIR" => Some(data.clone()),
+            "PLAID_BASE_URL" => Some(base.clone()),
+            _ => None,
+        })
+        .unwrap();
+        let app = App {
+            settings,
+            pool: pool.clone(),
+            vault: Arc::new(TokenVault::from_key(&[5; 32])),
+        };
+        let item = crate::connections::link(&app, "ins_109508", None)
+            .await
+            .unwrap()
+            .item_id;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router(app)).await.unwrap() });
+        let http = reqwest::Client::new();
+
+        let health: Value = http
+            .get(format!("{url}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(health["status"], "ok");
+        let bad = http
+            .post(format!("{url}/plaid/webhook"))
+            .body("not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad.status(), 400);
+        let other: Value = http
+            .post(format!("{url}/plaid/webhook"))
+            .json(&json!({ "webhook_type": "ITEM", "webhook_code": "WEBHOOK_UPDATE_ACKNOWLEDGED", "item_id": item }))
+            .send().await.unwrap().json().await.unwrap();
+        assert_eq!(other["status"], "ignored");
+
+        let body = json!({ "webhook_type": "TRANSACTIONS", "webhook_code": "SYNC_UPDATES_AVAILABLE", "item_id": item,
+                           "initial_update_complete": true, "historical_update_complete": true, "environment": "sandbox" });
+        let resp = http
+            .post(format!("{url}/plaid/webhook"))
+            .body(serde_json::to_string_pretty(&body).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM unified_transactions")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            if n == 120 && dir.path().join("finq.duckdb").exists() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "webhook sync did not finish ({n} rows)"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let log: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sync_log WHERE item_id = $1 AND outcome = 'ok'",
+        )
+        .bind(&item)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(log, 1);
+    }
+}

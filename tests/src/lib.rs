@@ -1,0 +1,227 @@
+//! Helpers for finq's end-to-end tests.
+//!
+//! - [`FakeOllama`]: a loopback server speaking Ollama's real HTTP API (`/api/chat` streaming
+//!   and not, `/api/tags`, `/api/show`, `/api/version`) that records what finq sends.
+//! - [`SimBank`]: the Plaid simulator on a loopback port with a client and a vault.
+//! - [`db_fingerprint`]: a digest of every Plaid row, to prove "nothing changed".
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use finq_connectors::plaid::PlaidClient;
+use finq_connectors::sim::{SimConfig, SimServer, Simulator};
+use finq_core::vault::TokenVault;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+#[derive(Clone)]
+struct FakeState {
+    models: Vec<String>,
+    reply: Arc<Mutex<String>>,
+    chats: Arc<Mutex<Vec<Value>>>,
+}
+
+pub struct FakeOllama {
+    pub url: String,
+    state: FakeState,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl FakeOllama {
+    /// Serve with these models pulled; `/api/chat` answers with `reply` as the content.
+    pub async fn start(models: &[&str], reply: &str) -> FakeOllama {
+        let state = FakeState {
+            models: models.iter().map(|m| m.to_string()).collect(),
+            reply: Arc::new(Mutex::new(reply.to_string())),
+            chats: Arc::new(Mutex::new(Vec::new())),
+        };
+        let app = Router::new()
+            .route(
+                "/api/version",
+                get(|| async { axum::Json(json!({ "version": "0.12.6" })) }),
+            )
+            .route("/api/tags", get(tags))
+            .route("/api/show", post(show))
+            .route("/api/chat", post(chat))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        FakeOllama {
+            url,
+            state,
+            _shutdown: tx,
+        }
+    }
+
+    pub fn set_reply(&self, reply: &str) {
+        *self.state.reply.lock().unwrap() = reply.to_string();
+    }
+
+    /// Every `/api/chat` request body received so far.
+    pub fn chat_requests(&self) -> Vec<Value> {
+        self.state.chats.lock().unwrap().clone()
+    }
+}
+
+fn model_entry(name: &str) -> Value {
+    json!({
+        "name": name, "model": name, "modified_at": "2026-10-01T10:00:00.000000000Z",
+        "size": 2019393189u64, "digest": "a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72",
+        "details": { "parent_model": "", "format": "gguf", "family": "llama", "families": ["llama"],
+                     "parameter_size": "3.2B", "quantization_level": "Q4_K_M" }
+    })
+}
+
+fn has_model(state: &FakeState, name: &str) -> bool {
+    let full = if name.contains(':') {
+        name.to_string()
+    } else {
+        format!("{name}:latest")
+    };
+    state.models.iter().any(|m| *m == name || *m == full)
+}
+
+async fn tags(State(state): State<FakeState>) -> axum::Json<Value> {
+    axum::Json(json!({ "models": state.models.iter().map(|m| model_entry(m)).collect::<Vec<_>>() }))
+}
+
+async fn show(
+    State(state): State<FakeState>,
+    axum::Json(body): axum::Json<Value>,
+) -> (StatusCode, axum::Json<Value>) {
+    let name = body["model"]
+        .as_str()
+        .or(body["name"].as_str())
+        .unwrap_or("");
+    if !has_model(&state, name) {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({ "error": format!("model '{name}' not found") })),
+        );
+    }
+    (
+        StatusCode::OK,
+        axum::Json(json!({
+            "modelfile": "FROM llama3.2", "parameters": "stop \"<|eot_id|>\"", "template": "{{ .Prompt }}",
+            "details": { "format": "gguf", "family": "llama", "parameter_size": "3.2B", "quantization_level": "Q4_K_M" },
+            "model_info": { "general.architecture": "llama" }, "capabilities": ["completion", "tools"]
+        })),
+    )
+}
+
+async fn chat(State(state): State<FakeState>, body: axum::body::Bytes) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "error": "invalid JSON" })),
+        )
+            .into_response();
+    };
+    state.chats.lock().unwrap().push(request.clone());
+    let model = request["model"].as_str().unwrap_or("").to_string();
+    if !has_model(&state, &model) {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(
+                json!({ "error": format!("model \"{model}\" not found, try pulling it first") }),
+            ),
+        )
+            .into_response();
+    }
+    let content = state.reply.lock().unwrap().clone();
+    let created = "2026-11-24T12:00:00.000000Z";
+    let done = json!({
+        "model": model, "created_at": created, "message": { "role": "assistant", "content": "" },
+        "done": true, "done_reason": "stop", "total_duration": 1_200_000_000u64, "load_duration": 10_000_000u64,
+        "prompt_eval_count": 420, "prompt_eval_duration": 300_000_000u64, "eval_count": 40, "eval_duration": 800_000_000u64
+    });
+    // Ollama streams unless the request says "stream": false.
+    if request["stream"].as_bool().unwrap_or(true) {
+        let mut lines = String::new();
+        let chars: Vec<char> = content.chars().collect();
+        for piece in chars.chunks(7) {
+            let chunk = json!({ "model": model, "created_at": created,
+                "message": { "role": "assistant", "content": piece.iter().collect::<String>() }, "done": false });
+            lines.push_str(&chunk.to_string());
+            lines.push('\n');
+        }
+        lines.push_str(&done.to_string());
+        lines.push('\n');
+        return ([("content-type", "application/x-ndjson")], lines).into_response();
+    }
+    let mut whole = done;
+    whole["message"]["content"] = Value::String(content);
+    axum::Json(whole).into_response()
+}
+
+/// The simulator serving on a loopback port, with a client for it and a vault.
+pub struct SimBank {
+    pub sim: Simulator,
+    pub server: SimServer,
+    pub client: PlaidClient,
+    pub vault: TokenVault,
+}
+
+impl SimBank {
+    pub async fn start(seed: u64, transactions: usize) -> SimBank {
+        let sim = Simulator::new(SimConfig {
+            seed,
+            transactions,
+            today: chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+            ..Default::default()
+        });
+        let server = sim.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let client = PlaidClient::new(
+            &server.base_url,
+            "test-client",
+            SecretString::from("test-secret"),
+        );
+        SimBank {
+            sim,
+            server,
+            client,
+            vault: TokenVault::from_key(&[42u8; 32]),
+        }
+    }
+
+    /// Link First Platypus Bank; returns the item id.
+    pub async fn link(&self, pool: &sqlx::PgPool) -> String {
+        finq_connectors::plaid::link::link_sandbox_institution(
+            pool,
+            &self.client,
+            &self.vault,
+            "ins_109508",
+            "sim",
+            |_| None,
+        )
+        .await
+        .unwrap()
+        .item_id
+    }
+}
+
+/// A digest of every Plaid transaction and account row (all columns but timestamps).
+pub async fn db_fingerprint(pool: &sqlx::PgPool) -> String {
+    sqlx::query_scalar(
+        "SELECT md5(coalesce((SELECT string_agg(row_to_json(t)::jsonb - 'updated_at' - 'created_at' - 'id' #>> '{}', '|' ORDER BY plaid_transaction_id)
+                              FROM plaid_transactions t), '')
+                 || coalesce((SELECT string_agg(row_to_json(a)::jsonb - 'updated_at' #>> '{}', '|' ORDER BY account_id)
+                              FROM plaid_accounts a), ''))",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
