@@ -146,7 +146,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let app = App::open().await?;
             let report =
                 crate::pipeline::run(&app, crate::pipeline::Steps::SyncOnly, None, !json).await?;
-            crate::pipeline::print_report(&report, json)
+            let code = crate::pipeline::print_report(&report, json)?;
+            if !json && report.ok() && !report.steps.is_empty() {
+                eprintln!("(the DuckDB mirror is refreshed by `finq run`)");
+            }
+            Ok(code)
         }
         Command::Run { json } => {
             let app = App::open().await?;
