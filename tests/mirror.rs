@@ -67,7 +67,7 @@ async fn mirror_matches_postgres(pool: PgPool) {
         Some("0"),
         "every transaction has a category"
     );
-    assert_eq!(row[5].as_deref(), Some("3"));
+    assert_eq!(row[5].as_deref(), Some("4"));
 
     let accounts =
         query::run(&conn, "SELECT count(*), sum(current_balance) FROM accounts").unwrap();
@@ -76,7 +76,7 @@ async fn mirror_matches_postgres(pool: PgPool) {
             .fetch_one(&pool)
             .await
             .unwrap();
-    assert_eq!(accounts.rows()[0][0].as_deref(), Some("3"));
+    assert_eq!(accounts.rows()[0][0].as_deref(), Some("4"));
     assert_eq!(
         Decimal::from_str(accounts.rows()[0][1].as_deref().unwrap()).unwrap(),
         pg_accounts.1

@@ -39,6 +39,22 @@ pub enum Command {
         /// Plaid institution id, e.g. ins_109508 (First Platypus Bank).
         #[arg(long, default_value = "ins_109508")]
         institution: String,
+        /// Repair an existing item's login instead (update mode), e.g. after ITEM_LOGIN_REQUIRED.
+        #[arg(long, value_name = "ITEM", conflicts_with = "institution")]
+        update: Option<String>,
+    },
+    /// Linked institutions: status, accounts, last sync, last error.
+    Items {
+        #[command(subcommand)]
+        command: Option<ItemsCommand>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmarks (print one JSON object as their last line).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
     },
     /// Pull new transactions for every linked institution.
     Sync {
@@ -86,6 +102,33 @@ pub enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum ItemsCommand {
+    /// Remove an item at Plaid and delete its local data.
+    Remove {
+        item: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Initial sync of N transactions from the simulator over loopback HTTP into PostgreSQL,
+    /// against one-INSERT-per-row and plain COPY on a sample, plus an incremental update.
+    Sync {
+        #[arg(long, default_value_t = 1_000_000)]
+        transactions: usize,
+        /// Rows in the INSERT / COPY comparison sample.
+        #[arg(long, default_value_t = 20_000)]
+        sample: usize,
+        /// Changes in the incremental update.
+        #[arg(long, default_value_t = 500)]
+        incremental: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum SimCommand {
     /// Serve the simulator; prints its base URL on the first line.
     Serve {
@@ -102,6 +145,9 @@ pub enum SimCommand {
         /// Accept only this secret (default: any non-empty one).
         #[arg(long)]
         secret: Option<String>,
+        /// Injected faults, e.g. rate_limit=0.1,server_error=0.05,mutation=0.1,latency_ms=20,drop=0.02,per_item_limit=50
+        #[arg(long, default_value = "")]
+        faults: finq_connectors::sim::Faults,
     },
 }
 
@@ -133,15 +179,51 @@ impl From<Format> for OutputFormat {
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Demo { transactions, seed } => crate::demo::run(transactions, seed).await,
-        Command::Link { institution } => {
+        Command::Link {
+            update: Some(item), ..
+        } => {
+            let app = App::open().await?;
+            crate::items::update(&app, &item).await
+        }
+        Command::Link {
+            institution,
+            update: None,
+        } => {
             let app = App::open().await?;
             let linked = crate::connections::link(&app, &institution, None).await?;
             println!(
                 "Linked {} ({}): item {} with {} accounts. Run `finq sync` to pull transactions.",
                 linked.institution_name, linked.institution_id, linked.item_id, linked.accounts
             );
+            for old in &linked.replaced {
+                println!(
+                    "This login was linked before as item {old}: that item was removed and your edits will carry over."
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Items {
+            command: None,
+            json,
+        } => {
+            let app = App::open().await?;
+            crate::items::list(&app, json).await
+        }
+        Command::Items {
+            command: Some(ItemsCommand::Remove { item, yes }),
+            ..
+        } => {
+            let app = App::open().await?;
+            crate::items::remove(&app, &item, yes).await
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Sync {
+                    transactions,
+                    sample,
+                    incremental,
+                },
+        } => crate::bench::sync(transactions, sample, incremental).await,
         Command::Sync { json } => {
             let app = App::open().await?;
             let report =
@@ -196,6 +278,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     transactions,
                     client_id,
                     secret,
+                    faults,
                 },
         } => {
             let sim = finq_connectors::sim::Simulator::new(finq_connectors::sim::SimConfig {
@@ -203,6 +286,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 transactions,
                 client_id,
                 secret,
+                faults,
                 ..Default::default()
             });
             let server = sim

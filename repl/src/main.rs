@@ -2,9 +2,11 @@
 //! `main` only parses the command line, sets up logging and hands over to [`cli::run`].
 
 mod app;
+mod bench;
 mod cli;
 mod connections;
 mod demo;
+mod items;
 mod pipeline;
 mod repl;
 mod report;

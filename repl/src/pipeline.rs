@@ -17,7 +17,10 @@ use crate::connections::{Connections, list_items};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Steps {
+    /// Sources only.
     SyncOnly,
+    /// Transforms and sinks only (after local changes).
+    DeriveOnly,
     All,
 }
 
@@ -90,7 +93,7 @@ pub async fn run(
         bar.finish_and_clear();
     }
     conns.stop().await;
-    if steps == Steps::All {
+    if steps != Steps::SyncOnly {
         for t in TransformStep::all() {
             match t {
                 TransformStep::Categories(t) => {

@@ -58,6 +58,66 @@ async fn healthz(State(state): State<Arc<ServerState>>) -> (StatusCode, axum::Js
     }
 }
 
+/// Item health from Plaid's ITEM webhooks: errors are recorded on the item (so `finq items`
+/// shows them), and a repaired login clears the error.
+async fn item_webhook(
+    state: &ServerState,
+    code: &str,
+    item_id: &str,
+    payload: &Value,
+) -> (StatusCode, axum::Json<Value>) {
+    let error_code = match code {
+        "ERROR" => payload["error"]["error_code"].as_str().map(str::to_string),
+        "PENDING_EXPIRATION"
+        | "PENDING_DISCONNECT"
+        | "USER_PERMISSION_REVOKED"
+        | "USER_ACCOUNT_REVOKED" => Some(code.to_string()),
+        "LOGIN_REPAIRED" => None,
+        _ => return (StatusCode::OK, axum::Json(json!({ "status": "ignored" }))),
+    };
+    let message = payload["error"]["error_message"]
+        .as_str()
+        .map(str::to_string);
+    let result = match &error_code {
+        Some(c) => {
+            sqlx::query(
+                "UPDATE plaid_items SET error_code = $2, error_message = $3, updated_at = now(),
+                     error_since = CASE WHEN error_code IS NOT DISTINCT FROM $2 THEN coalesce(error_since, now()) ELSE now() END
+                 WHERE item_id = $1",
+            )
+            .bind(item_id)
+            .bind(c)
+            .bind(message)
+            .execute(&state.app.pool)
+            .await
+        }
+        None => {
+            sqlx::query(
+                "UPDATE plaid_items SET error_code = NULL, error_message = NULL, error_since = NULL, updated_at = now()
+                 WHERE item_id = $1 AND error_code = 'ITEM_LOGIN_REQUIRED'",
+            )
+            .bind(item_id)
+            .execute(&state.app.pool)
+            .await
+        }
+    };
+    match result {
+        Ok(r) if r.rows_affected() == 0 && error_code.is_some() => (
+            StatusCode::OK,
+            axum::Json(json!({ "status": "unknown_item" })),
+        ),
+        Ok(_) => (StatusCode::OK, axum::Json(json!({ "status": "recorded" }))),
+        Err(e) => {
+            tracing::error!(item_id, error = %e, "could not record the item webhook");
+            // Not 200: Plaid retries.
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({ "error": "database unavailable" })),
+            )
+        }
+    }
+}
+
 async fn webhook(
     State(state): State<Arc<ServerState>>,
     body: axum::body::Bytes,
@@ -81,6 +141,9 @@ async fn webhook(
         field("item_id"),
     );
     tracing::info!(%kind, %code, %item_id, "webhook received");
+    if kind == "ITEM" {
+        return item_webhook(&state, &code, &item_id, &payload).await;
+    }
     if kind != "TRANSACTIONS" || code != "SYNC_UPDATES_AVAILABLE" {
         return (StatusCode::OK, axum::Json(json!({ "status": "ignored" })));
     }

@@ -34,24 +34,44 @@ pub enum PlaidApiError {
     },
 }
 
-/// What a person should do about a Plaid error code.
-fn hint(code: &str) -> &'static str {
-    match code {
+fn hint(code: &str) -> String {
+    match advice(code) {
+        Some(a) => format!(". {a}"),
+        None => String::new(),
+    }
+}
+
+/// What a Plaid error code means for a person, and what to do about it.
+pub fn advice(code: &str) -> Option<&'static str> {
+    Some(match code {
         "ITEM_LOGIN_REQUIRED" => {
-            ". The bank needs you to log in again: re-authenticate this institution through Plaid Link (update mode)"
+            "The bank needs you to log in again: run `finq link --update <item>`"
         }
-        "INVALID_API_KEYS" => ". Check PLAID_CLIENT_ID and PLAID_SECRET (and PLAID_ENV)",
+        "PENDING_EXPIRATION" | "PENDING_DISCONNECT" => {
+            "Access to this bank ends soon: re-authenticate with `finq link --update <item>`"
+        }
+        "USER_PERMISSION_REVOKED" | "USER_ACCOUNT_REVOKED" => {
+            "Access was revoked at the bank: remove it (`finq items remove <item>`) and link again"
+        }
+        "INVALID_API_KEYS" => "Check PLAID_CLIENT_ID and PLAID_SECRET (and PLAID_ENV)",
         "INVALID_ACCESS_TOKEN" | "ITEM_NOT_FOUND" => {
-            ". Plaid no longer knows this connection: remove it and link the institution again"
+            "Plaid no longer knows this connection: remove it (`finq items remove <item>`) and link the institution again"
         }
-        "RATE_LIMIT_EXCEEDED" | "TRANSACTIONS_SYNC_LIMIT" => {
-            ". Plaid is rate-limiting this connection; finq will retry later"
+        "RATE_LIMIT_EXCEEDED" | "TRANSACTIONS_SYNC_LIMIT" | "RATE_LIMIT" => {
+            "Plaid is rate-limiting this connection; the next sync will retry"
         }
         "INSTITUTION_DOWN" | "INSTITUTION_NOT_RESPONDING" | "INSTITUTION_NOT_AVAILABLE" => {
-            ". The bank is not answering Plaid right now; try again later"
+            "The bank is not answering Plaid right now; the next sync will retry"
         }
-        _ => "",
-    }
+        "INTERNAL_SERVER_ERROR" | "PLANNED_MAINTENANCE" => {
+            "Plaid had a problem on its side; the next sync will retry"
+        }
+        "ITEM_LOCKED" => {
+            "The bank locked the account: unlock it on the bank's website, then `finq link --update <item>`"
+        }
+        "NO_ACCOUNTS" => "The bank reports no usable accounts for this login",
+        _ => return None,
+    })
 }
 
 impl PlaidApiError {
@@ -244,6 +264,36 @@ impl PlaidClient {
             country_codes: vec!["US".to_string()],
         };
         self.call("/institutions/get_by_id", &req).await
+    }
+
+    pub async fn item_remove(
+        &self,
+        access_token: &SecretString,
+    ) -> Result<serde_json::Value, PlaidApiError> {
+        let req = AccessTokenRequest {
+            access_token: access_token.expose_secret().to_string(),
+        };
+        self.call("/item/remove", &req).await
+    }
+
+    /// An update-mode link token for an existing item (to repair its login).
+    pub async fn link_token_update(
+        &self,
+        access_token: &SecretString,
+    ) -> Result<LinkTokenCreateResponse, PlaidApiError> {
+        let req = LinkTokenCreateRequest {
+            client_name: "finq".to_string(),
+            language: "en".to_string(),
+            country_codes: vec!["US".to_string()],
+            user: Some(LinkTokenUser {
+                client_user_id: "finq-local-user".to_string(),
+            }),
+            user_id: None,
+            products: None,
+            webhook: None,
+            access_token: Some(access_token.expose_secret().to_string()),
+        };
+        self.call("/link/token/create", &req).await
     }
 
     pub async fn link_token_create(

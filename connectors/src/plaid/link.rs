@@ -23,6 +23,8 @@ pub struct LinkedItem {
     pub institution_id: String,
     pub institution_name: String,
     pub accounts: usize,
+    /// Earlier items of the same login that this one replaced (their data was moved over).
+    pub replaced: Vec<String>,
 }
 
 /// Link an institution through the sandbox flow (simulator or Plaid Sandbox).
@@ -72,13 +74,41 @@ pub async fn link_sandbox_institution(
     .execute(&mut *tx)
     .await?;
     upsert_accounts(&mut tx, &item_id, &accounts.accounts).await?;
+    // The same login linked again would duplicate every transaction: the new item replaces
+    // the old one, keeping the user's edits.
+    let replaced = relinked_items(&mut tx, institution_id, &item_id).await?;
+    let mut old_tokens = Vec::new();
+    for old in &replaced {
+        let sealed: Vec<u8> =
+            sqlx::query_scalar("SELECT access_token_enc FROM plaid_items WHERE item_id = $1")
+                .bind(old)
+                .fetch_one(&mut *tx)
+                .await?;
+        old_tokens.push((old.clone(), sealed));
+        let kept = replace_item(&mut tx, old, &item_id).await?;
+        tracing::info!(old_item = %old, new_item = %item_id, edits_kept = kept, "re-link: the new item replaces the old one");
+    }
     tx.commit().await?;
+    // The old items are gone here; tell Plaid too, so they are not billed twice.
+    for (old, sealed) in old_tokens {
+        match vault.open(&old, &sealed) {
+            Ok(token) => {
+                if let Err(e) = client.item_remove(&token).await {
+                    tracing::warn!(item_id = %old, error = %e, "could not remove the replaced item at Plaid");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(item_id = %old, error = %e, "could not open the replaced item's token")
+            }
+        }
+    }
     tracing::info!(%item_id, institution = %institution_name, "linked");
     Ok(LinkedItem {
         item_id,
         institution_id: institution_id.to_string(),
         institution_name,
         accounts: accounts.accounts.len(),
+        replaced,
     })
 }
 
@@ -114,6 +144,75 @@ pub async fn upsert_accounts(
         .bind(&a.balances.unofficial_currency_code)
         .execute(&mut **tx)
         .await?;
+        sqlx::query(
+            "INSERT INTO balance_snapshots (account_id, as_of, current_balance, available_balance, credit_limit, iso_currency_code)
+             VALUES ($1, current_date, $2, $3, $4, $5)
+             ON CONFLICT (account_id, as_of) DO UPDATE SET
+                 current_balance = EXCLUDED.current_balance, available_balance = EXCLUDED.available_balance,
+                 credit_limit = EXCLUDED.credit_limit, iso_currency_code = EXCLUDED.iso_currency_code,
+                 recorded_at = now()",
+        )
+        .bind(&a.account_id)
+        .bind(a.balances.current)
+        .bind(a.balances.available)
+        .bind(a.balances.limit)
+        .bind(&a.balances.iso_currency_code)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
+}
+
+/// Earlier items of the same institution whose accounts all reappear (same name, mask and
+/// subtype) in `new_item`: the same login linked again.
+pub async fn relinked_items(
+    tx: &mut PgTx<'_, Postgres>,
+    institution_id: &str,
+    new_item: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT i.item_id FROM plaid_items i
+         WHERE i.institution_id = $1 AND i.item_id <> $2
+           AND EXISTS (SELECT 1 FROM plaid_accounts a WHERE a.item_id = i.item_id)
+           AND NOT EXISTS (
+               SELECT 1 FROM plaid_accounts a
+               WHERE a.item_id = i.item_id
+                 AND NOT EXISTS (SELECT 1 FROM plaid_accounts b
+                                 WHERE b.item_id = $2 AND b.name = a.name
+                                   AND b.mask IS NOT DISTINCT FROM a.mask
+                                   AND b.subtype IS NOT DISTINCT FROM a.subtype))
+         ORDER BY i.created_at",
+    )
+    .bind(institution_id)
+    .bind(new_item)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Replace `old_item` by `new_item`: keep the user's edits for the new item's transactions
+/// (matched after its first sync), then delete the old item's local data.
+async fn replace_item(
+    tx: &mut PgTx<'_, Postgres>,
+    old_item: &str,
+    new_item: &str,
+) -> Result<u64, sqlx::Error> {
+    let kept = sqlx::query(
+        "INSERT INTO relink_carryover (item_id, account_id, date, amount, name, category_override_id, notes)
+         SELECT $2, b.account_id, t.date, t.amount, t.name, t.category_override_id, t.notes
+         FROM plaid_transactions t
+         JOIN plaid_accounts a ON a.account_id = t.account_id
+         JOIN plaid_accounts b ON b.item_id = $2 AND b.name = a.name
+              AND b.mask IS NOT DISTINCT FROM a.mask AND b.subtype IS NOT DISTINCT FROM a.subtype
+         WHERE t.item_id = $1 AND (t.category_override_id IS NOT NULL OR t.notes IS NOT NULL)",
+    )
+    .bind(old_item)
+    .bind(new_item)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    sqlx::query("DELETE FROM plaid_items WHERE item_id = $1")
+        .bind(old_item)
+        .execute(&mut **tx)
+        .await?;
+    Ok(kept)
 }

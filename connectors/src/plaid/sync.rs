@@ -11,11 +11,10 @@
 //! Pending → posted: removals are applied at the end of the update, after the posted row has
 //! inherited the user's edits (category override, note) from the pending row it replaces.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::Utc;
 use finq_core::vault::{TokenVault, VaultError};
-use rust_decimal::Decimal;
 use secrecy::SecretString;
 use serde::Serialize;
 use sqlx::{PgPool, Postgres, Row, Transaction as PgTx};
@@ -46,6 +45,9 @@ pub struct SyncSettings {
     pub page_size: i64,
     /// How often an update may restart after `TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION`.
     pub max_restarts: u32,
+    /// A new item answers `NOT_READY` until Plaid has pulled its data: how long to wait for
+    /// it within one sync (Plaid: "typically within 10 seconds").
+    pub not_ready_wait: Duration,
 }
 
 impl Default for SyncSettings {
@@ -53,6 +55,7 @@ impl Default for SyncSettings {
         SyncSettings {
             page_size: 500,
             max_restarts: 10,
+            not_ready_wait: Duration::from_secs(30),
         }
     }
 }
@@ -116,6 +119,7 @@ pub async fn sync_item(
     };
     let mut cursor_before = None;
     let mut cursor_after = None;
+    let mut not_ready_delay = Duration::from_millis(100);
     let result = async {
         loop {
             outcome.added = 0;
@@ -139,11 +143,28 @@ pub async fn sync_item(
             )
             .execute(&mut *tx)
             .await?;
+            sqlx::query(
+                "CREATE TEMP TABLE finq_stage (seq bigint NOT NULL, plaid_transaction_id text NOT NULL,
+                     account_id text NOT NULL, amount numeric(12,2) NOT NULL, iso_currency_code text,
+                     unofficial_currency_code text, date date NOT NULL, authorized_date date, datetime timestamptz,
+                     name text NOT NULL, merchant_name text, payment_channel text, pending boolean NOT NULL,
+                     pending_transaction_id text, plaid_category text, plaid_detailed_category text,
+                     plaid_category_confidence text) ON COMMIT DROP",
+            )
+            .execute(&mut *tx)
+            .await?;
             match pull_update(&mut tx, client, &item.token, item_id, start, settings, &mut outcome, progress).await {
                 Ok(final_cursor) => {
                     finish_update(&mut tx, item_id, &final_cursor).await?;
                     tx.commit().await?;
                     cursor_after = Some(final_cursor);
+                    // Not ready yet: poll again shortly rather than report an empty bank.
+                    if outcome.update_status == "NOT_READY" && clock.elapsed() + not_ready_delay <= settings.not_ready_wait {
+                        tracing::info!(item_id, delay = ?not_ready_delay, "Plaid has no data for this item yet; waiting");
+                        tokio::time::sleep(not_ready_delay).await;
+                        not_ready_delay = (not_ready_delay * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
                     return Ok(());
                 }
                 Err(SyncError::Plaid(e)) if e.code() == Some(MUTATION_ERROR) => {
@@ -178,6 +199,9 @@ pub async fn sync_item(
     };
     let health = sqlx::query(
         "UPDATE plaid_items SET error_code = $2, error_message = $3, updated_at = now(),
+             error_since = CASE WHEN $2::text IS NULL THEN NULL
+                                WHEN error_code IS NOT DISTINCT FROM $2 THEN coalesce(error_since, now())
+                                ELSE now() END,
              last_synced_at = CASE WHEN $2::text IS NULL THEN now() ELSE last_synced_at END
          WHERE item_id = $1",
     )
@@ -186,8 +210,8 @@ pub async fn sync_item(
     .bind(message)
     .execute(pool);
     let log = sqlx::query(
-        "INSERT INTO sync_log (item_id, started_at, cursor_before, cursor_after, added, modified, removed, pages, outcome, error)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO sync_log (item_id, started_at, cursor_before, cursor_after, added, modified, removed, pages, outcome, error, duration_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(item_id)
     .bind(started)
@@ -199,6 +223,7 @@ pub async fn sync_item(
     .bind(outcome.pages as i32)
     .bind(outcome_word)
     .bind(error_text)
+    .bind(clock.elapsed().as_millis() as i32)
     .execute(pool);
     if let Err(e) = health.await.and(log.await) {
         tracing::warn!(item_id, error = %e, "could not record the sync outcome");
@@ -227,13 +252,17 @@ async fn pull_update(
     progress: &(dyn Fn(SyncProgress) + Send + Sync),
 ) -> Result<String, SyncError> {
     let mut cursor = start;
+    let mut seq = 0i64;
     loop {
         let page = client
             .transactions_sync(token, cursor.as_deref(), settings.page_size)
             .await?;
-        upsert_accounts(tx, item_id, &page.accounts).await?;
-        upsert_transactions(tx, item_id, &page.added).await?;
-        upsert_transactions(tx, item_id, &page.modified).await?;
+        if outcome.pages == 0 {
+            // Balances come with every page; the first page's are enough.
+            upsert_accounts(tx, item_id, &page.accounts).await?;
+        }
+        stage_transactions(tx, &page.added, &mut seq).await?;
+        stage_transactions(tx, &page.modified, &mut seq).await?;
         mark_removed(tx, &page.removed).await?;
         outcome.added += page.added.len() as u64;
         outcome.modified += page.modified.len() as u64;
@@ -252,95 +281,125 @@ async fn pull_update(
     }
 }
 
-/// Batch upsert by `plaid_transaction_id` (one statement per page, arrays via UNNEST).
-async fn upsert_transactions(
+/// Columns of the per-update staging table, in COPY order (after `seq`).
+const STAGE_COLUMNS: &str = "plaid_transaction_id, account_id, amount, iso_currency_code, unofficial_currency_code, \
+     date, authorized_date, datetime, name, merchant_name, payment_channel, pending, pending_transaction_id, \
+     plaid_category, plaid_detailed_category, plaid_category_confidence";
+
+/// Append one value in COPY text format.
+fn copy_field(out: &mut String, value: Option<&str>) {
+    match value {
+        None => out.push_str("\\N"),
+        Some(v) => {
+            for c in v.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\t' => out.push_str("\\t"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    c => out.push(c),
+                }
+            }
+        }
+    }
+}
+
+/// Stream a page's added/modified transactions into the staging table with COPY: the
+/// cheapest way into PostgreSQL. They are merged into `plaid_transactions` once, at the end
+/// of the update.
+async fn stage_transactions(
     tx: &mut PgTx<'_, Postgres>,
-    item_id: &str,
     txns: &[Transaction],
+    seq: &mut i64,
 ) -> Result<(), sqlx::Error> {
     if txns.is_empty() {
         return Ok(());
     }
-    let n = txns.len();
-    let mut ids = Vec::with_capacity(n);
-    let mut accounts = Vec::with_capacity(n);
-    let mut amounts: Vec<Decimal> = Vec::with_capacity(n);
-    let mut iso = Vec::with_capacity(n);
-    let mut unofficial = Vec::with_capacity(n);
-    let mut dates: Vec<NaiveDate> = Vec::with_capacity(n);
-    let mut auth_dates: Vec<Option<NaiveDate>> = Vec::with_capacity(n);
-    let mut datetimes: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(n);
-    let mut names = Vec::with_capacity(n);
-    let mut merchants = Vec::with_capacity(n);
-    let mut channels = Vec::with_capacity(n);
-    let mut pendings = Vec::with_capacity(n);
-    let mut pending_ids = Vec::with_capacity(n);
-    let mut primaries = Vec::with_capacity(n);
-    let mut detaileds = Vec::with_capacity(n);
-    let mut confidences = Vec::with_capacity(n);
+    let mut buf = String::with_capacity(txns.len() * 200);
     for t in txns {
-        ids.push(t.transaction_id.as_str());
-        accounts.push(t.account_id.as_str());
-        amounts.push(t.amount.round_dp(2));
-        iso.push(t.iso_currency_code.as_deref());
-        unofficial.push(t.unofficial_currency_code.as_deref());
-        dates.push(t.date);
-        auth_dates.push(t.authorized_date);
-        datetimes.push(t.datetime);
-        names.push(
-            t.name
-                .as_deref()
-                .or(t.merchant_name.as_deref())
-                .unwrap_or("(no description)"),
-        );
-        merchants.push(t.merchant_name.as_deref());
-        channels.push(t.payment_channel.as_str());
-        pendings.push(t.pending);
-        pending_ids.push(t.pending_transaction_id.as_deref());
+        *seq += 1;
+        buf.push_str(&seq.to_string());
         let pfc = t.personal_finance_category.as_ref();
-        primaries.push(pfc.map(|p| p.primary.as_str()));
-        detaileds.push(pfc.map(|p| p.detailed.as_str()));
-        confidences.push(pfc.and_then(|p| p.confidence_level.as_deref()));
+        let amount = t.amount.round_dp(2).to_string();
+        let date = t.date.to_string();
+        let auth = t.authorized_date.map(|d| d.to_string());
+        let dt = t.datetime.map(|d| d.to_rfc3339());
+        let name = t
+            .name
+            .as_deref()
+            .or(t.merchant_name.as_deref())
+            .unwrap_or("(no description)");
+        let fields: [Option<&str>; 16] = [
+            Some(&t.transaction_id),
+            Some(&t.account_id),
+            Some(&amount),
+            t.iso_currency_code.as_deref(),
+            t.unofficial_currency_code.as_deref(),
+            Some(&date),
+            auth.as_deref(),
+            dt.as_deref(),
+            Some(name),
+            t.merchant_name.as_deref(),
+            Some(&t.payment_channel),
+            Some(if t.pending { "t" } else { "f" }),
+            t.pending_transaction_id.as_deref(),
+            pfc.map(|p| p.primary.as_str()),
+            pfc.map(|p| p.detailed.as_str()),
+            pfc.and_then(|p| p.confidence_level.as_deref()),
+        ];
+        for f in fields {
+            buf.push('\t');
+            copy_field(&mut buf, f);
+        }
+        buf.push('\n');
     }
-    sqlx::query(
-        "INSERT INTO plaid_transactions (plaid_transaction_id, item_id, account_id, amount, iso_currency_code,
-             unofficial_currency_code, date, authorized_date, datetime, name, merchant_name, payment_channel,
-             pending, pending_transaction_id, plaid_category, plaid_detailed_category, plaid_category_confidence)
-         SELECT t.id, $1, t.account_id, t.amount, t.iso, t.unofficial, t.date, t.auth_date, t.dt, t.name,
-             t.merchant, t.channel, t.pending, t.pending_id, t.pfc_primary, t.pfc_detailed, t.confidence
-         FROM UNNEST($2::text[], $3::text[], $4::numeric[], $5::text[], $6::text[], $7::date[], $8::date[],
-             $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::bool[], $14::text[], $15::text[],
-             $16::text[], $17::text[])
-             AS t(id, account_id, amount, iso, unofficial, date, auth_date, dt, name, merchant, channel, pending,
-                  pending_id, pfc_primary, pfc_detailed, confidence)
-         ON CONFLICT (plaid_transaction_id) DO UPDATE SET
+    let mut copy = tx
+        .copy_in_raw(concat!(
+            "COPY finq_stage (seq, plaid_transaction_id, account_id, amount, iso_currency_code, unofficial_currency_code, ",
+            "date, authorized_date, datetime, name, merchant_name, payment_channel, pending, pending_transaction_id, ",
+            "plaid_category, plaid_detailed_category, plaid_category_confidence) FROM STDIN"
+        ))
+        .await?;
+    copy.send(buf.into_bytes()).await?;
+    copy.finish().await?;
+    Ok(())
+}
+
+/// Merge the staged rows into `plaid_transactions` (insert or update by Plaid's id).
+async fn merge_staged(tx: &mut PgTx<'_, Postgres>, item_id: &str) -> Result<(), sqlx::Error> {
+    const UPSERT: &str = "ON CONFLICT (plaid_transaction_id) DO UPDATE SET
              account_id = EXCLUDED.account_id, amount = EXCLUDED.amount,
              iso_currency_code = EXCLUDED.iso_currency_code, unofficial_currency_code = EXCLUDED.unofficial_currency_code,
              date = EXCLUDED.date, authorized_date = EXCLUDED.authorized_date, datetime = EXCLUDED.datetime,
              name = EXCLUDED.name, merchant_name = EXCLUDED.merchant_name, payment_channel = EXCLUDED.payment_channel,
              pending = EXCLUDED.pending, pending_transaction_id = EXCLUDED.pending_transaction_id,
              plaid_category = EXCLUDED.plaid_category, plaid_detailed_category = EXCLUDED.plaid_detailed_category,
-             plaid_category_confidence = EXCLUDED.plaid_category_confidence, updated_at = now()",
-    )
+             plaid_category_confidence = EXCLUDED.plaid_category_confidence, updated_at = now()";
+    // Fast path: each transaction staged once (Plaid collapses an update). Should one come
+    // twice, PostgreSQL refuses to update a row twice, and the slow path keeps the latest.
+    let mut attempt = sqlx::Connection::begin(&mut **tx).await?;
+    let fast = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO plaid_transactions (item_id, {STAGE_COLUMNS}) SELECT $1, {STAGE_COLUMNS} FROM finq_stage {UPSERT}"
+    )))
     .bind(item_id)
-    .bind(ids)
-    .bind(accounts)
-    .bind(amounts)
-    .bind(iso)
-    .bind(unofficial)
-    .bind(dates)
-    .bind(auth_dates)
-    .bind(datetimes)
-    .bind(names)
-    .bind(merchants)
-    .bind(channels)
-    .bind(pendings)
-    .bind(pending_ids)
-    .bind(primaries)
-    .bind(detaileds)
-    .bind(confidences)
-    .execute(&mut **tx)
-    .await?;
+    .execute(&mut *attempt)
+    .await;
+    match fast {
+        Ok(_) => attempt.commit().await?,
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("21000") => {
+            attempt.rollback().await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO plaid_transactions (item_id, {STAGE_COLUMNS})
+                 SELECT $1, {STAGE_COLUMNS} FROM (
+                     SELECT DISTINCT ON (plaid_transaction_id) * FROM finq_stage ORDER BY plaid_transaction_id, seq DESC
+                 ) latest {UPSERT}"
+            )))
+            .bind(item_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Err(e) => return Err(e),
+    }
     Ok(())
 }
 
@@ -364,6 +423,7 @@ async fn finish_update(
     item_id: &str,
     cursor: &str,
 ) -> Result<(), sqlx::Error> {
+    merge_staged(tx, item_id).await?;
     // A posted transaction inherits what the user set on the pending one it replaces.
     sqlx::query(
         "UPDATE plaid_transactions p SET
@@ -381,6 +441,22 @@ async fn finish_update(
     sqlx::query(
         "DELETE FROM plaid_transactions
          WHERE item_id = $1 AND plaid_transaction_id IN (SELECT plaid_transaction_id FROM finq_removed)",
+    )
+    .bind(item_id)
+    .execute(&mut **tx)
+    .await?;
+    // After a re-link: the user's edits on the replaced item find their transactions.
+    sqlx::query(
+        "WITH matched AS (
+             UPDATE plaid_transactions p SET
+                 category_override_id = coalesce(p.category_override_id, c.category_override_id),
+                 notes = coalesce(p.notes, c.notes), updated_at = now()
+             FROM relink_carryover c
+             WHERE c.item_id = $1 AND p.item_id = $1 AND p.account_id = c.account_id
+               AND p.date = c.date AND p.amount = c.amount AND p.name = c.name
+             RETURNING c.id
+         )
+         DELETE FROM relink_carryover WHERE id IN (SELECT id FROM matched)",
     )
     .bind(item_id)
     .execute(&mut **tx)

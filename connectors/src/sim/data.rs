@@ -63,6 +63,7 @@ pub enum AccountKind {
     Checking,
     Savings,
     CreditCard,
+    Loan,
 }
 
 #[derive(Debug, Clone)]
@@ -72,7 +73,8 @@ pub struct SimAccount {
     pub name: &'static str,
     pub official_name: &'static str,
     pub mask: String,
-    /// Balance before the first generated transaction (depository), or credit limit (card).
+    /// Balance before the first generated transaction (depository, loan), or the credit
+    /// limit (card).
     pub opening: Decimal,
 }
 
@@ -82,6 +84,7 @@ impl SimAccount {
             AccountKind::Checking => ("depository", "checking"),
             AccountKind::Savings => ("depository", "savings"),
             AccountKind::CreditCard => ("credit", "credit card"),
+            AccountKind::Loan => ("loan", "student"),
         }
     }
 }
@@ -427,6 +430,22 @@ const MONTHLY: &[Recurring] = &[
         11800,
     ),
     (
+        "GREAT LAKES STUDENT LOAN",
+        "",
+        "LOAN_PAYMENTS_STUDENT_LOAN_PAYMENT",
+        AccountKind::Checking,
+        25,
+        32000,
+    ),
+    (
+        "PAYMENT RECEIVED",
+        "",
+        "LOAN_PAYMENTS_STUDENT_LOAN_PAYMENT",
+        AccountKind::Loan,
+        25,
+        -32000,
+    ),
+    (
         "INTEREST PAYMENT",
         "",
         "INCOME_INTEREST_EARNED",
@@ -447,14 +466,22 @@ pub struct Generated {
     pub rng: ChaCha8Rng,
 }
 
-fn spec_rng(spec: &SimItemSpec) -> ChaCha8Rng {
+/// The person's bank history depends on the seed and the institution only, so linking the
+/// same institution again yields the same transactions; identifiers depend on the ordinal
+/// too, so the new item has new ids, as with Plaid.
+fn spec_rng(spec: &SimItemSpec, with_ordinal: bool) -> ChaCha8Rng {
     // FNV-1a over the institution id, mixed with seed and ordinal.
     let mut h: u64 = 0xcbf29ce484222325;
     for b in spec.institution_id.bytes() {
         h ^= b as u64;
         h = h.wrapping_mul(0x100000001b3);
     }
-    ChaCha8Rng::seed_from_u64(spec.seed ^ h.rotate_left(17) ^ ((spec.ordinal as u64) << 40))
+    let ordinal = if with_ordinal {
+        (spec.ordinal as u64 + 1) << 40
+    } else {
+        0
+    };
+    ChaCha8Rng::seed_from_u64(spec.seed ^ h.rotate_left(17) ^ ordinal)
 }
 
 const B62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -593,11 +620,9 @@ pub fn random_purchase(
 
 /// Generate an item's accounts and history from its spec.
 pub fn generate(spec: &SimItemSpec) -> Generated {
-    let mut rng = spec_rng(spec);
-    let item_id = plaid_id(&mut rng);
-    let access_token = format!("access-sandbox-{}", uuid_like(&mut rng));
+    let mut rng = spec_rng(spec, false);
     let mut mask = || format!("{:04}", rng.gen_range(0..10000));
-    let (m1, m2, m3) = (mask(), mask(), mask());
+    let (m1, m2, m3, m4) = (mask(), mask(), mask(), mask());
     let accounts = vec![
         SimAccount {
             account_id: plaid_id(&mut rng),
@@ -622,6 +647,14 @@ pub fn generate(spec: &SimItemSpec) -> Generated {
             official_name: "Plaid Diamond 12.5% APR Interest Credit Card",
             mask: m3,
             opening: cents(1_000_000),
+        },
+        SimAccount {
+            account_id: plaid_id(&mut rng),
+            kind: AccountKind::Loan,
+            name: "Plaid Student Loan",
+            official_name: "Plaid Student Loan 4.5% APR",
+            mask: m4,
+            opening: cents(rng.gen_range(1_200_000..2_800_000)),
         },
     ];
     let days = history_days(spec.transactions);
@@ -751,11 +784,25 @@ pub fn generate(spec: &SimItemSpec) -> Generated {
     if txns.len() > spec.transactions {
         txns.drain(..txns.len() - spec.transactions);
     }
+    // New identifiers for this item (see `spec_rng`).
+    let mut ids = spec_rng(spec, true);
+    let item_id = plaid_id(&mut ids);
+    let access_token = format!("access-sandbox-{}", uuid_like(&mut ids));
+    let mut accounts = accounts;
+    let mut renamed = std::collections::HashMap::new();
+    for a in &mut accounts {
+        let new = plaid_id(&mut ids);
+        renamed.insert(std::mem::replace(&mut a.account_id, new.clone()), new);
+    }
+    for t in &mut txns {
+        t.transaction_id = plaid_id(&mut ids);
+        t.account_id = renamed[&t.account_id].clone();
+    }
     Generated {
         accounts,
         transactions: txns,
         item_id,
         access_token,
-        rng,
+        rng: ids,
     }
 }

@@ -7,10 +7,13 @@
 //! nothing), ordered by last change, and pages through that list with `count`.
 
 pub mod data;
+pub mod faults;
 pub mod server;
+pub mod webhooks;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -26,7 +29,9 @@ use crate::plaid::types::{
 };
 pub use data::SimItemSpec;
 use data::{AccountKind, SimAccount};
+pub use faults::Faults;
 pub use server::SimServer;
+use webhooks::WebhookSigner;
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -38,6 +43,7 @@ pub struct SimConfig {
     pub secret: Option<String>,
     /// The simulated "today" (defaults to the real date).
     pub today: NaiveDate,
+    pub faults: Faults,
 }
 
 impl Default for SimConfig {
@@ -48,6 +54,7 @@ impl Default for SimConfig {
             client_id: None,
             secret: None,
             today: chrono::Local::now().date_naive(),
+            faults: Faults::default(),
         }
     }
 }
@@ -82,6 +89,12 @@ pub(crate) struct SimItem {
     log: Vec<Change>,
     rng: ChaCha8Rng,
     pub webhook: Option<String>,
+    /// `/sandbox/item/reset_login` was called and the login not yet repaired.
+    pub login_required: bool,
+    /// `/transactions/sync` has been called: data is ready and updates fire webhooks.
+    pub sync_called: bool,
+    pub(crate) sync_calls: VecDeque<Instant>,
+    pub(crate) refresh_calls: VecDeque<Instant>,
     /// Collapsed updates for the last (from, to) window asked for: pages reuse it.
     cache: Option<(Window, Arc<Vec<Update>>)>,
 }
@@ -98,6 +111,10 @@ impl SimItem {
             log: Vec::with_capacity(generated.transactions.len()),
             rng: generated.rng,
             webhook: None,
+            login_required: false,
+            sync_called: false,
+            sync_calls: VecDeque::new(),
+            refresh_calls: VecDeque::new(),
             cache: None,
             spec,
         };
@@ -197,6 +214,13 @@ impl SimItem {
                 }
                 let (ty, subtype) = a.type_and_subtype();
                 let balances = match a.kind {
+                    AccountKind::Loan => Balances {
+                        current: Some(a.opening + posted),
+                        available: None,
+                        limit: None,
+                        iso_currency_code: Some("USD".into()),
+                        unofficial_currency_code: None,
+                    },
                     AccountKind::CreditCard => Balances {
                         current: Some(posted),
                         available: Some(a.opening - posted - pending),
@@ -230,7 +254,55 @@ impl SimItem {
 
     /// One simulated day: pending transactions post (some with a tip), new purchases arrive
     /// as pending, sometimes a posted transaction is corrected or disappears.
-    fn advance_day(&mut self, today: NaiveDate) -> AdvanceCounts {
+    fn churn(&mut self, changes: usize, today: NaiveDate) -> AdvanceCounts {
+        let mut counts = AdvanceCounts::default();
+        let mut left = changes;
+        let ids: Vec<String> = self.current.keys().cloned().collect();
+        let pick = |rng: &mut ChaCha8Rng| ids[rng.gen_range(0..ids.len())].clone();
+        while left > 0 {
+            let roll = self.rng.gen_range(0..10);
+            if roll < 6 || ids.is_empty() {
+                let t = data::random_purchase(&mut self.rng, &self.accounts, today, true);
+                self.upsert(t);
+                counts.added += 1;
+                left -= 1;
+            } else if roll < 8 {
+                let id = pick(&mut self.rng);
+                if let Some(t) = self.current.get(&id) {
+                    let mut t = (**t).clone();
+                    t.amount += Decimal::ONE;
+                    self.upsert(t);
+                    counts.modified += 1;
+                    left -= 1;
+                }
+            } else if roll < 9 || left < 2 {
+                let id = pick(&mut self.rng);
+                if self.remove(&id) {
+                    counts.removed += 1;
+                    left -= 1;
+                }
+            } else {
+                let pending = self.current.values().find(|t| t.pending).cloned();
+                match pending {
+                    Some(p) => {
+                        let mut posted = (*p).clone();
+                        posted.transaction_id = data::plaid_id(&mut self.rng);
+                        posted.pending = false;
+                        posted.pending_transaction_id = Some(p.transaction_id.clone());
+                        posted.date = today;
+                        self.remove(&p.transaction_id);
+                        self.upsert(posted);
+                        counts.posted += 1;
+                        left -= 2;
+                    }
+                    None => continue,
+                }
+            }
+        }
+        counts
+    }
+
+    pub(crate) fn advance_day(&mut self, today: NaiveDate) -> AdvanceCounts {
         let mut counts = AdvanceCounts::default();
         let due: Vec<Arc<Transaction>> = self
             .current
@@ -306,8 +378,12 @@ pub(crate) struct SimState {
     pub today: NaiveDate,
     pub items: HashMap<String, SimItem>,
     pub tokens: HashMap<String, String>,
+    /// Access tokens of removed items: they answer `ITEM_NOT_FOUND`.
+    pub removed_tokens: HashSet<String>,
     pub public_tokens: HashMap<String, String>,
     ordinals: HashMap<String, u32>,
+    pub fault_rng: ChaCha8Rng,
+    pub signer: WebhookSigner,
 }
 
 /// A handle on one simulator; clones share it.
@@ -318,6 +394,7 @@ pub struct Simulator {
 
 /// What a sync page holds.
 pub struct SyncPage {
+    pub status: &'static str,
     pub added: Vec<Transaction>,
     pub modified: Vec<Transaction>,
     pub removed: Vec<RemovedTransaction>,
@@ -327,6 +404,8 @@ pub struct SyncPage {
 
 pub(crate) enum CursorError {
     Invalid,
+    /// The item's data changed since the first page of this update.
+    Mutation,
 }
 
 fn encode_cursor(from: usize, to: usize, offset: usize) -> String {
@@ -380,16 +459,92 @@ pub(crate) fn with_pfc_version(t: &Transaction, v2: bool) -> Transaction {
 
 impl Simulator {
     pub fn new(config: SimConfig) -> Self {
+        use rand::SeedableRng;
         let today = config.today;
+        let mut fault_rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed_fa17);
+        let signer = WebhookSigner::new(&mut fault_rng);
         Simulator {
             state: Arc::new(Mutex::new(SimState {
                 config,
                 today,
                 items: HashMap::new(),
                 tokens: HashMap::new(),
+                removed_tokens: HashSet::new(),
                 public_tokens: HashMap::new(),
                 ordinals: HashMap::new(),
+                fault_rng,
+                signer,
             })),
+        }
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.lock().config.faults.clone()
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.lock().config.faults = faults;
+    }
+
+    /// What `/sandbox/item/reset_login` does: the item needs its user to log in again.
+    pub fn reset_login(&self, item_id: &str) -> bool {
+        let hook = {
+            let mut s = self.lock();
+            match s.items.get_mut(item_id) {
+                Some(item) => {
+                    item.login_required = true;
+                    item.webhook.clone()
+                }
+                None => return false,
+            }
+        };
+        if let Some(url) = hook {
+            self.send_webhook(url, webhook_payload("ERROR", item_id, 0));
+        }
+        true
+    }
+
+    /// Update-mode Link completed: the login works again.
+    pub fn repair_login(&self, item_id: &str) -> bool {
+        let hook = {
+            let mut s = self.lock();
+            match s.items.get_mut(item_id) {
+                Some(item) if item.login_required => {
+                    item.login_required = false;
+                    item.webhook.clone()
+                }
+                Some(_) => None,
+                None => return false,
+            }
+        };
+        if let Some(url) = hook {
+            self.send_webhook(url, webhook_payload("LOGIN_REPAIRED", item_id, 0));
+        }
+        true
+    }
+
+    /// Sign and send a webhook (in the background).
+    pub fn send_webhook(&self, url: String, payload: serde_json::Value) {
+        let (body, jwt) = self.lock().signer.sign(&payload);
+        webhooks::deliver(url, body, jwt);
+    }
+
+    /// Fire `SYNC_UPDATES_AVAILABLE` for items whose data changed, as Plaid does once
+    /// `/transactions/sync` has been called on them.
+    pub(crate) fn notify_changed(&self, changed: &[String]) {
+        let hooks: Vec<(String, String)> = {
+            let s = self.lock();
+            changed
+                .iter()
+                .filter_map(|id| {
+                    let item = s.items.get(id)?;
+                    (item.sync_called).then_some(())?;
+                    Some((id.clone(), item.webhook.clone()?))
+                })
+                .collect()
+        };
+        for (item_id, url) in hooks {
+            self.send_webhook(url, webhook_payload("SYNC_UPDATES_AVAILABLE", &item_id, 0));
         }
     }
 
@@ -430,11 +585,23 @@ impl Simulator {
         let mut s = self.lock();
         let o = s.ordinals.entry(spec.institution_id.clone()).or_insert(0);
         *o = (*o).max(spec.ordinal + 1);
-        let item = SimItem::from_spec(spec);
+        let mut item = SimItem::from_spec(spec);
+        // It was linked (and synced) through an earlier simulator.
+        item.sync_called = true;
         let id = item.item_id.clone();
         s.tokens.insert(item.access_token.clone(), id.clone());
         s.items.insert(id.clone(), item);
         id
+    }
+
+    /// Exactly `changes` updates to one item's data, now: about 60% new pending purchases,
+    /// 20% corrections, 10% removals and 10% pending transactions posting (each posting is a
+    /// removal and an addition, so it counts twice).
+    pub fn churn(&self, item_id: &str, changes: usize) -> Option<AdvanceCounts> {
+        let mut s = self.lock();
+        let today = s.today;
+        let item = s.items.get_mut(item_id)?;
+        Some(item.churn(changes, today))
     }
 
     pub fn spec_of(&self, item_id: &str) -> Option<SimItemSpec> {
@@ -449,12 +616,47 @@ impl Simulator {
             .map(|i| i.transactions().map(|t| (**t).clone()).collect())
     }
 
+    /// The item's transactions as a client that applied every update up to `cursor` (a final
+    /// cursor this simulator issued; `""` for none) must hold them.
+    pub fn truth_at_cursor(&self, item_id: &str, cursor: &str) -> Option<Vec<Transaction>> {
+        let s = self.lock();
+        let item = s.items.get(item_id)?;
+        let upto = if cursor.is_empty() {
+            0
+        } else {
+            match decode_cursor(cursor) {
+                Ok((_, to, 0)) => to,
+                _ => return None,
+            }
+        };
+        let mut state: BTreeMap<&str, &Arc<Transaction>> = BTreeMap::new();
+        for c in &item.log[..upto.min(item.log.len())] {
+            match &c.tx {
+                Some(t) => state.insert(c.id.as_str(), t),
+                None => state.remove(c.id.as_str()),
+            };
+        }
+        Some(state.into_values().map(|t| (**t).clone()).collect())
+    }
+
     pub fn accounts(&self, item_id: &str) -> Option<Vec<AccountBase>> {
         self.lock().items.get(item_id).map(|i| i.account_bases())
     }
 
-    /// Move simulated time forward for every item.
+    /// Move simulated time forward for every item, and fire `SYNC_UPDATES_AVAILABLE` for
+    /// the items that changed.
     pub fn advance(&self, days: u32) -> Vec<AdvanceReport> {
+        let reports = self.advance_quietly(days);
+        let changed: Vec<String> = reports
+            .iter()
+            .filter(|r| r.counts != AdvanceCounts::default())
+            .map(|r| r.item_id.clone())
+            .collect();
+        self.notify_changed(&changed);
+        reports
+    }
+
+    fn advance_quietly(&self, days: u32) -> Vec<AdvanceReport> {
         let mut s = self.lock();
         let mut reports: BTreeMap<String, AdvanceCounts> = BTreeMap::new();
         for _ in 0..days {
@@ -487,6 +689,19 @@ impl Simulator {
     ) -> Result<SyncPage, CursorError> {
         let mut s = self.lock();
         let item = s.items.get_mut(item_id).ok_or(CursorError::Invalid)?;
+        if !item.sync_called {
+            // A fresh item's first call: not ready yet, no data, an empty cursor; it also
+            // arms SYNC_UPDATES_AVAILABLE.
+            item.sync_called = true;
+            return Ok(SyncPage {
+                status: "NOT_READY",
+                added: Vec::new(),
+                modified: Vec::new(),
+                removed: Vec::new(),
+                next_cursor: String::new(),
+                has_more: false,
+            });
+        }
         let head = item.head();
         let (from, to, offset) = match cursor {
             None | Some("") => (0, head, 0),
@@ -495,6 +710,9 @@ impl Simulator {
                 let (from, to, offset) = decode_cursor(c)?;
                 if to > head {
                     return Err(CursorError::Invalid);
+                }
+                if offset > 0 && to != head {
+                    return Err(CursorError::Mutation);
                 }
                 // A final cursor (offset 0 at the end of its window) continues from there.
                 if offset == 0 && from == to {
@@ -507,6 +725,7 @@ impl Simulator {
         let list = item.collapse(from, to);
         let end = (offset + count).min(list.len());
         let mut page = SyncPage {
+            status: "HISTORICAL_UPDATE_COMPLETE",
             added: Vec::new(),
             modified: Vec::new(),
             removed: Vec::new(),
@@ -525,6 +744,47 @@ impl Simulator {
             }
         }
         Ok(page)
+    }
+}
+
+/// Plaid's webhook payloads for the codes the simulator sends.
+pub fn webhook_payload(code: &str, item_id: &str, new_transactions: u64) -> serde_json::Value {
+    use serde_json::json;
+    let error = |code: &str, message: &str| {
+        json!({ "error_type": "ITEM_ERROR", "error_code": code, "error_message": message,
+                "display_message": null, "status": 400 })
+    };
+    match code {
+        "SYNC_UPDATES_AVAILABLE" => json!({
+            "webhook_type": "TRANSACTIONS", "webhook_code": code, "item_id": item_id,
+            "initial_update_complete": true, "historical_update_complete": true, "environment": "sandbox"
+        }),
+        "DEFAULT_UPDATE" => json!({
+            "webhook_type": "TRANSACTIONS", "webhook_code": code, "item_id": item_id,
+            "new_transactions": new_transactions, "error": null, "environment": "sandbox"
+        }),
+        "ERROR" => json!({
+            "webhook_type": "ITEM", "webhook_code": code, "item_id": item_id,
+            "error": error("ITEM_LOGIN_REQUIRED", "the login details of this item have changed (credentials, MFA, or required user action) and a user login is required to update this information. use Link's update mode to restore the item to a good state"),
+            "environment": "sandbox"
+        }),
+        "USER_PERMISSION_REVOKED" => json!({
+            "webhook_type": "ITEM", "webhook_code": code, "item_id": item_id,
+            "error": error("USER_PERMISSION_REVOKED", "the holder of this account has revoked their permission for your application to access it"),
+            "environment": "sandbox"
+        }),
+        "PENDING_DISCONNECT" => json!({
+            "webhook_type": "ITEM", "webhook_code": code, "item_id": item_id,
+            "reason": "INSTITUTION_MIGRATION", "environment": "sandbox"
+        }),
+        "PENDING_EXPIRATION" => json!({
+            "webhook_type": "ITEM", "webhook_code": code, "item_id": item_id,
+            "consent_expiration_time": (chrono::Utc::now() + chrono::Duration::days(7)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "environment": "sandbox"
+        }),
+        other => json!({
+            "webhook_type": "ITEM", "webhook_code": other, "item_id": item_id, "error": null, "environment": "sandbox"
+        }),
     }
 }
 
@@ -577,10 +837,53 @@ mod tests {
         assert_eq!(restored.ground_truth(&ir).unwrap().len(), 300);
     }
 
+    /// A new item whose first (NOT_READY) sync call has been made.
+    fn armed(s: &Simulator) -> String {
+        let item = s.create_item("ins_109508", None);
+        let first = s.sync_page(&item, None, 100, true).ok().unwrap();
+        assert_eq!(first.status, "NOT_READY");
+        assert!(first.added.is_empty() && first.next_cursor.is_empty() && !first.has_more);
+        item
+    }
+
+    #[test]
+    fn relinking_gives_the_same_history_under_new_ids() {
+        let s = sim();
+        let a = s.create_item("ins_109508", None);
+        let b = s.create_item("ins_109508", None);
+        assert_ne!(a, b);
+        let (ta, tb) = (s.ground_truth(&a).unwrap(), s.ground_truth(&b).unwrap());
+        let key = |t: &Transaction| (t.date, t.amount, t.name.clone());
+        let mut ka: Vec<_> = ta.iter().map(key).collect();
+        let mut kb: Vec<_> = tb.iter().map(key).collect();
+        ka.sort();
+        kb.sort();
+        assert_eq!(ka, kb);
+        assert!(
+            ta.iter()
+                .all(|t| tb.iter().all(|u| u.transaction_id != t.transaction_id))
+        );
+    }
+
+    #[test]
+    fn data_changing_between_pages_is_a_mutation_error() {
+        let s = sim();
+        let item = armed(&s);
+        let p = s.sync_page(&item, None, 50, true).ok().unwrap();
+        assert!(p.has_more);
+        s.advance(1);
+        assert!(matches!(
+            s.sync_page(&item, Some(&p.next_cursor), 50, true),
+            Err(CursorError::Mutation)
+        ));
+        // Restarting from the update's first cursor works.
+        assert!(s.sync_page(&item, None, 50, true).is_ok());
+    }
+
     #[test]
     fn paging_and_collapsing() {
         let s = sim();
-        let item = s.create_item("ins_109508", None);
+        let item = armed(&s);
         let (a, m, r, cursor) = drain(&s, &item, None, 37);
         assert_eq!((a, m, r), (300, 0, 0));
         // Nothing new: nothing returned.
@@ -600,7 +903,7 @@ mod tests {
     #[test]
     fn pfc_v1_by_default() {
         let s = sim();
-        let item = s.create_item("ins_109508", None);
+        let item = armed(&s);
         let p = s.sync_page(&item, None, 500, false).ok().unwrap();
         let v1 = pfc::v1_primaries();
         assert!(p.added.iter().all(|t| {

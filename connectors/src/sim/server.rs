@@ -4,10 +4,13 @@
 
 use std::net::SocketAddr;
 
+use std::time::{Duration as StdDuration, Instant};
+
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{Duration, Utc};
@@ -16,7 +19,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{Simulator, data, with_pfc_version};
+use super::{CursorError, Faults, Simulator, data, webhook_payload, with_pfc_version};
 use crate::plaid::types::*;
 
 /// A running simulator server; dropping it stops the server.
@@ -71,7 +74,7 @@ impl Simulator {
 }
 
 pub fn router(sim: Simulator) -> Router {
-    Router::new()
+    let plaid = Router::new()
         .route("/link/token/create", post(link_token_create))
         .route(
             "/sandbox/public_token/create",
@@ -81,12 +84,104 @@ pub fn router(sim: Simulator) -> Router {
         .route("/accounts/get", post(accounts_get))
         .route("/accounts/balance/get", post(accounts_get))
         .route("/item/get", post(item_get))
+        .route("/item/remove", post(item_remove))
         .route("/institutions/get_by_id", post(institutions_get_by_id))
         .route("/transactions/sync", post(transactions_sync))
+        .route("/transactions/refresh", post(transactions_refresh))
+        .route("/sandbox/item/fire_webhook", post(fire_webhook))
+        .route("/sandbox/item/reset_login", post(reset_login))
+        .route("/webhook_verification_key/get", post(verification_key_get))
+        .route_layer(middleware::from_fn_with_state(sim.clone(), inject_faults));
+    Router::new()
+        .merge(plaid)
         .route("/sim/advance", post(sim_advance))
+        .route("/sim/faults", get(sim_faults_get).post(sim_faults_set))
         .route("/sim/items/{item_id}/transactions", get(sim_ground_truth))
+        .route("/sim/items/{item_id}/repair", post(sim_repair))
+        .route("/sim/items/{item_id}/churn", post(sim_churn))
         .fallback(not_found)
         .with_state(sim)
+}
+
+enum Injected {
+    None,
+    Drop,
+    ServerError,
+    RateLimit,
+}
+
+/// Latency, dropped connections, 500s and 429s, as configured.
+async fn inject_faults(State(sim): State<Simulator>, req: Request, next: Next) -> Response {
+    let (latency, injected) = {
+        let mut s = sim.lock();
+        let f = s.config.faults.clone();
+        let rng = &mut s.fault_rng;
+        let injected = if f.drop > 0.0 && rng.gen_bool(f.drop) {
+            Injected::Drop
+        } else if f.server_error > 0.0 && rng.gen_bool(f.server_error) {
+            Injected::ServerError
+        } else if req.uri().path() == "/transactions/sync"
+            && f.rate_limit > 0.0
+            && rng.gen_bool(f.rate_limit)
+        {
+            Injected::RateLimit
+        } else {
+            Injected::None
+        };
+        (f.latency_ms, injected)
+    };
+    if latency > 0 {
+        tokio::time::sleep(StdDuration::from_millis(latency)).await;
+    }
+    match injected {
+        Injected::None => next.run(req).await,
+        Injected::Drop => {
+            // Headers go out, then the connection dies before the body.
+            let body = Body::from_stream(futures_util::stream::once(async {
+                Err::<Bytes, std::io::Error>(std::io::Error::other(
+                    "connection dropped by fault injection",
+                ))
+            }));
+            Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .body(body)
+                .expect("valid response")
+        }
+        Injected::ServerError => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "API_ERROR",
+            "INTERNAL_SERVER_ERROR",
+            "an unexpected error occurred",
+        )
+        .into_response(),
+        Injected::RateLimit => sync_limit().into_response(),
+    }
+}
+
+fn sync_limit() -> PlaidErr {
+    error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "RATE_LIMIT_EXCEEDED",
+        "TRANSACTIONS_SYNC_LIMIT",
+        "rate limit exceeded for attempts to access this item. please try again later",
+    )
+}
+
+/// Count a call in a one-minute window; false when `limit` calls were already made.
+fn within_limit(calls: &mut std::collections::VecDeque<Instant>, limit: u32) -> bool {
+    let now = Instant::now();
+    while calls
+        .front()
+        .is_some_and(|t| now.duration_since(*t) > StdDuration::from_secs(60))
+    {
+        calls.pop_front();
+    }
+    if limit > 0 && calls.len() >= limit as usize {
+        return false;
+    }
+    calls.push_back(now);
+    true
 }
 
 struct PlaidErr(Box<Response>);
@@ -188,12 +283,42 @@ fn parse<T: DeserializeOwned>(
 }
 
 fn item_for_token(sim: &Simulator, token: &str) -> Result<String, PlaidErr> {
-    sim.lock().tokens.get(token).cloned().ok_or_else(|| {
+    let s = sim.lock();
+    if s.removed_tokens.contains(token) {
+        // A removed item's token: Plaid's docs allow ITEM_NOT_FOUND or INVALID_ACCESS_TOKEN;
+        // the simulator answers ITEM_NOT_FOUND.
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "ITEM_ERROR",
+            "ITEM_NOT_FOUND",
+            "The Item you requested cannot be found. This Item does not exist, has been previously removed via /item/remove, or has had access removed by the user.",
+        ));
+    }
+    s.tokens.get(token).cloned().ok_or_else(|| {
         invalid_input(
             "INVALID_ACCESS_TOKEN",
             "could not find matching access token",
         )
     })
+}
+
+/// The item behind a token, for endpoints that need a working login.
+fn usable_item(sim: &Simulator, token: &str) -> Result<String, PlaidErr> {
+    let item_id = item_for_token(sim, token)?;
+    if sim
+        .lock()
+        .items
+        .get(&item_id)
+        .is_some_and(|i| i.login_required)
+    {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "ITEM_ERROR",
+            "ITEM_LOGIN_REQUIRED",
+            "the login details of this item have changed (credentials, MFA, or required user action) and a user login is required to update this information. use Link's update mode to restore the item to a good state",
+        ));
+    }
+    Ok(item_id)
 }
 
 async fn not_found() -> PlaidErr {
@@ -304,7 +429,14 @@ fn item_json(sim: &Simulator, item_id: &str) -> Value {
         institution_id: Some(item.institution_id.clone()),
         institution_name: inst.map(|i| i.name.to_string()),
         webhook: item.webhook.clone(),
-        error: None,
+        error: item.login_required.then(|| PlaidError {
+            error_type: "ITEM_ERROR".into(),
+            error_code: "ITEM_LOGIN_REQUIRED".into(),
+            error_message: "the login details of this item have changed (credentials, MFA, or required user action) and a user login is required to update this information. use Link's update mode to restore the item to a good state".into(),
+            display_message: None,
+            request_id: None,
+            status: None,
+        }),
         available_products: vec!["balance".into(), "identity".into(), "investments".into()],
         billed_products: vec!["transactions".into()],
         consent_expiration_time: None,
@@ -319,7 +451,7 @@ async fn accounts_get(
     body: Bytes,
 ) -> Result<Response, PlaidErr> {
     let req: AccessTokenRequest = parse(&sim, &headers, &body)?;
-    let item_id = item_for_token(&sim, &req.access_token)?;
+    let item_id = usable_item(&sim, &req.access_token)?;
     let accounts = sim.accounts(&item_id).unwrap_or_default();
     Ok(ok(
         json!({ "accounts": accounts, "item": item_json(&sim, &item_id) }),
@@ -360,7 +492,15 @@ async fn transactions_sync(
     body: Bytes,
 ) -> Result<Response, PlaidErr> {
     let req: TransactionsSyncRequest = parse(&sim, &headers, &body)?;
-    let item_id = item_for_token(&sim, &req.access_token)?;
+    let item_id = usable_item(&sim, &req.access_token)?;
+    {
+        let mut s = sim.lock();
+        let limit = s.config.faults.per_item_limit;
+        let item = s.items.get_mut(&item_id).expect("token maps to an item");
+        if !within_limit(&mut item.sync_calls, limit) {
+            return Err(sync_limit());
+        }
+    }
     let count = req.count.unwrap_or(100);
     if !(1..=500).contains(&count) {
         return Err(invalid_request(
@@ -382,19 +522,42 @@ async fn transactions_sync(
             ));
         }
     };
-    let page = sim
-        .sync_page(&item_id, req.cursor.as_deref(), count as usize, v2)
-        .map_err(|_| invalid_request("INVALID_FIELD", "cursor not valid"))?;
+    let mutation_fault = {
+        let mut s = sim.lock();
+        let p = s.config.faults.mutation;
+        let continuing = req
+            .cursor
+            .as_deref()
+            .is_some_and(|c| !c.is_empty() && c != "now");
+        continuing && p > 0.0 && s.fault_rng.gen_bool(p)
+    };
+    let page = if mutation_fault {
+        Err(CursorError::Mutation)
+    } else {
+        sim.sync_page(&item_id, req.cursor.as_deref(), count as usize, v2)
+    };
+    let page = page.map_err(|e| match e {
+        CursorError::Invalid => invalid_request("INVALID_FIELD", "cursor not valid"),
+        CursorError::Mutation => error(
+            StatusCode::BAD_REQUEST,
+            "TRANSACTIONS_ERROR",
+            "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION",
+            "Underlying transaction data changed since last page was fetched. Please restart pagination from last update.",
+        ),
+    })?;
     let accounts = sim.accounts(&item_id).unwrap_or_default();
-    Ok(ok(json!({
-        "transactions_update_status": "HISTORICAL_UPDATE_COMPLETE",
-        "accounts": accounts,
-        "added": page.added,
-        "modified": page.modified,
-        "removed": page.removed,
-        "next_cursor": page.next_cursor,
-        "has_more": page.has_more,
-    })))
+    // Typed, not a JSON tree: pages are large and this is the hot path.
+    Ok(axum::Json(TransactionsSyncResponse {
+        transactions_update_status: page.status.to_string(),
+        accounts,
+        added: page.added,
+        modified: page.modified,
+        removed: page.removed,
+        next_cursor: Some(page.next_cursor),
+        has_more: page.has_more,
+        request_id: request_id(),
+    })
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -412,40 +575,207 @@ async fn sim_advance(State(sim): State<Simulator>, body: Bytes) -> Result<Respon
         ));
     }
     let items = sim.advance(req.days);
-    let hooks: Vec<(String, String)> = {
-        let s = sim.lock();
-        items
-            .iter()
-            .filter_map(|r| {
-                s.items
-                    .get(&r.item_id)
-                    .and_then(|i| i.webhook.clone().map(|w| (r.item_id.clone(), w)))
-            })
-            .collect()
-    };
-    for (item_id, url) in hooks {
-        tokio::spawn(async move {
-            let body = json!({
-                "webhook_type": "TRANSACTIONS",
-                "webhook_code": "SYNC_UPDATES_AVAILABLE",
-                "item_id": item_id,
-                "initial_update_complete": true,
-                "historical_update_complete": true,
-                "environment": "sandbox",
-            });
-            let text = serde_json::to_string_pretty(&body).expect("json");
-            if let Err(e) = reqwest::Client::new()
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(text)
-                .send()
-                .await
-            {
-                tracing::warn!(%url, error = %e, "webhook delivery failed");
-            }
-        });
-    }
     Ok(axum::Json(json!({ "today": sim.today(), "items": items })).into_response())
+}
+
+async fn item_remove(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, PlaidErr> {
+    let req: AccessTokenRequest = parse(&sim, &headers, &body)?;
+    let item_id = item_for_token(&sim, &req.access_token)?;
+    let mut s = sim.lock();
+    s.items.remove(&item_id);
+    s.tokens.remove(&req.access_token);
+    s.removed_tokens.insert(req.access_token);
+    Ok(ok(json!({})))
+}
+
+/// New activity now (like Plaid's `user_transactions_dynamic`): pending posts, new pending
+/// arrive, a transaction is corrected; then the webhooks fire.
+async fn transactions_refresh(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, PlaidErr> {
+    let req: AccessTokenRequest = parse(&sim, &headers, &body)?;
+    let item_id = usable_item(&sim, &req.access_token)?;
+    let changed = {
+        let mut s = sim.lock();
+        let today = s.today;
+        let item = s.items.get_mut(&item_id).expect("token maps to an item");
+        if !within_limit(&mut item.refresh_calls, 2) {
+            return Err(error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMIT_EXCEEDED",
+                "TRANSACTIONS_REFRESH_LIMIT",
+                "rate limit exceeded for attempts to access this item. please try again later",
+            ));
+        }
+        item.advance_day(today) != super::AdvanceCounts::default()
+    };
+    if changed {
+        sim.notify_changed(std::slice::from_ref(&item_id));
+    }
+    Ok(ok(json!({})))
+}
+
+#[derive(Deserialize)]
+struct FireWebhookRequest {
+    access_token: String,
+    webhook_code: String,
+    #[serde(default)]
+    webhook_type: Option<String>,
+}
+
+async fn fire_webhook(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, PlaidErr> {
+    let req: FireWebhookRequest = parse(&sim, &headers, &body)?;
+    let item_id = item_for_token(&sim, &req.access_token)?;
+    const CODES: &[&str] = &[
+        "DEFAULT_UPDATE",
+        "NEW_ACCOUNTS_AVAILABLE",
+        "USER_PERMISSION_REVOKED",
+        "PENDING_DISCONNECT",
+        "PENDING_EXPIRATION",
+        "LOGIN_REPAIRED",
+        "SYNC_UPDATES_AVAILABLE",
+        "ERROR",
+    ];
+    if !CODES.contains(&req.webhook_code.as_str()) {
+        return Err(invalid_request(
+            "INVALID_FIELD",
+            &format!(
+                "webhook_code {} is not supported by the simulator",
+                req.webhook_code
+            ),
+        ));
+    }
+    if let Some(t) = &req.webhook_type {
+        let expected = if matches!(
+            req.webhook_code.as_str(),
+            "DEFAULT_UPDATE" | "SYNC_UPDATES_AVAILABLE"
+        ) {
+            "TRANSACTIONS"
+        } else {
+            "ITEM"
+        };
+        if t != expected {
+            return Err(invalid_request(
+                "INVALID_FIELD",
+                &format!(
+                    "webhook_code {} belongs to webhook_type {expected}",
+                    req.webhook_code
+                ),
+            ));
+        }
+    }
+    let url = sim
+        .lock()
+        .items
+        .get(&item_id)
+        .and_then(|i| i.webhook.clone());
+    let Some(url) = url else {
+        return Err(invalid_request(
+            "INVALID_FIELD",
+            "the Item has no webhook URL; set options.webhook in /sandbox/public_token/create",
+        ));
+    };
+    sim.send_webhook(url, webhook_payload(&req.webhook_code, &item_id, 0));
+    Ok(ok(json!({ "webhook_fired": true })))
+}
+
+async fn reset_login(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, PlaidErr> {
+    let req: AccessTokenRequest = parse(&sim, &headers, &body)?;
+    let item_id = item_for_token(&sim, &req.access_token)?;
+    sim.reset_login(&item_id);
+    Ok(ok(json!({ "reset_login": true })))
+}
+
+#[derive(Deserialize)]
+struct KeyRequest {
+    key_id: String,
+}
+
+async fn verification_key_get(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, PlaidErr> {
+    let req: KeyRequest = parse(&sim, &headers, &body)?;
+    let s = sim.lock();
+    if req.key_id != s.signer.kid {
+        return Err(invalid_input(
+            "INVALID_WEBHOOK_VERIFICATION_KEY_ID",
+            "invalid key_id provided. note that key_ids are specific to Plaid environments, and verification requests must be made to the same environment that the webhook was sent from",
+        ));
+    }
+    let key = s.signer.jwk().clone();
+    drop(s);
+    Ok(ok(json!({ "key": key })))
+}
+
+async fn sim_faults_get(State(sim): State<Simulator>) -> axum::Json<Faults> {
+    axum::Json(sim.faults())
+}
+
+async fn sim_faults_set(State(sim): State<Simulator>, body: Bytes) -> Result<Response, PlaidErr> {
+    let faults: Faults = serde_json::from_slice(&body)
+        .map_err(|e| invalid_request("INVALID_BODY", &e.to_string()))?;
+    faults
+        .validate()
+        .map_err(|e| invalid_request("INVALID_FIELD", &e))?;
+    sim.set_faults(faults.clone());
+    Ok(axum::Json(faults).into_response())
+}
+
+#[derive(Deserialize)]
+struct ChurnRequest {
+    changes: usize,
+}
+
+/// Exactly `changes` updates for one item now (new pending, postings, corrections, removals).
+async fn sim_churn(
+    State(sim): State<Simulator>,
+    Path(item_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, PlaidErr> {
+    let req: ChurnRequest = serde_json::from_slice(&body).map_err(|e| {
+        invalid_request("INVALID_BODY", &format!("expected {{\"changes\": N}}: {e}"))
+    })?;
+    let counts = sim.churn(&item_id, req.changes).ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            "ITEM_ERROR",
+            "ITEM_NOT_FOUND",
+            "The Item you requested cannot be found.",
+        )
+    })?;
+    sim.notify_changed(std::slice::from_ref(&item_id));
+    Ok(axum::Json(counts).into_response())
+}
+
+async fn sim_repair(
+    State(sim): State<Simulator>,
+    Path(item_id): Path<String>,
+) -> Result<Response, PlaidErr> {
+    if !sim.repair_login(&item_id) {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            "ITEM_ERROR",
+            "ITEM_NOT_FOUND",
+            "The Item you requested cannot be found.",
+        ));
+    }
+    Ok(axum::Json(json!({ "repaired": true })).into_response())
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,224 @@
+//! `finq items`: each linked institution, its health in words, and what to do about it;
+//! `finq items remove`; `finq link --update` (repairing a login).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use finq_connectors::plaid::client::advice;
+use secrecy::SecretString;
+use sqlx::Row;
+
+use crate::app::App;
+use crate::connections::{Connections, ItemInfo, list_items};
+
+fn ago(t: DateTime<Utc>) -> String {
+    let secs = (Utc::now() - t).num_seconds().max(0);
+    let when = t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M");
+    match secs {
+        0..=59 => format!("{when} (just now)"),
+        60..=3599 => format!("{when} ({} min ago)", secs / 60),
+        3600..=86399 => format!("{when} ({} h ago)", secs / 3600),
+        _ => format!("{when} ({} days ago)", secs / 86400),
+    }
+}
+
+/// A status a person understands.
+pub fn status_words(code: Option<&str>, message: Option<&str>) -> String {
+    match code {
+        None => "ok".to_string(),
+        Some(code) => match advice(code) {
+            Some(a) => format!("needs attention ({code}): {a}"),
+            None => format!("error ({code}): {}", message.unwrap_or("see `finq sync`")),
+        },
+    }
+}
+
+pub async fn list(app: &App, json: bool) -> Result<ExitCode> {
+    let rows = sqlx::query(
+        "SELECT i.item_id, coalesce(i.institution_name, i.institution_id) AS institution, i.environment,
+                i.error_code, i.error_message, i.error_since, i.last_synced_at,
+                (SELECT count(*) FROM plaid_accounts a WHERE a.item_id = i.item_id) AS accounts,
+                (SELECT count(*) FROM plaid_transactions t WHERE t.item_id = i.item_id) AS transactions,
+                (SELECT string_agg(a.name || coalesce(' ••' || a.mask, ''), ', ' ORDER BY a.name)
+                 FROM plaid_accounts a WHERE a.item_id = i.item_id) AS account_names,
+                (SELECT l.error FROM sync_log l WHERE l.item_id = i.item_id AND l.outcome <> 'ok'
+                 ORDER BY l.id DESC LIMIT 1) AS last_error
+         FROM plaid_items i ORDER BY i.created_at, i.item_id",
+    )
+    .fetch_all(&app.pool)
+    .await?;
+    if json {
+        let items: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "item_id": r.get::<String, _>("item_id"),
+                    "institution": r.get::<String, _>("institution"),
+                    "environment": r.get::<String, _>("environment"),
+                    "status": if r.get::<Option<String>, _>("error_code").is_none() { "ok" } else { "error" },
+                    "error_code": r.get::<Option<String>, _>("error_code"),
+                    "error_since": r.get::<Option<DateTime<Utc>>, _>("error_since"),
+                    "last_synced_at": r.get::<Option<DateTime<Utc>>, _>("last_synced_at"),
+                    "accounts": r.get::<i64, _>("accounts"),
+                    "transactions": r.get::<i64, _>("transactions"),
+                    "last_error": r.get::<Option<String>, _>("last_error"),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!("No institution is linked yet: `finq link` links one (or try `finq demo`).");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for r in &rows {
+        let item_id: String = r.get("item_id");
+        let code: Option<String> = r.get("error_code");
+        let status = status_words(
+            code.as_deref(),
+            r.get::<Option<String>, _>("error_message").as_deref(),
+        )
+        .replace("<item>", &item_id);
+        println!(
+            "{}  (item {item_id}, {})",
+            r.get::<String, _>("institution"),
+            r.get::<String, _>("environment")
+        );
+        println!("  status:       {status}");
+        if let Some(since) = r.get::<Option<DateTime<Utc>>, _>("error_since") {
+            println!("  since:        {}", ago(since));
+        }
+        println!(
+            "  accounts:     {} — {}",
+            r.get::<i64, _>("accounts"),
+            r.get::<Option<String>, _>("account_names")
+                .unwrap_or_default()
+        );
+        println!("  transactions: {}", r.get::<i64, _>("transactions"));
+        match r.get::<Option<DateTime<Utc>>, _>("last_synced_at") {
+            Some(t) => println!("  last sync:    {}", ago(t)),
+            None => println!("  last sync:    never (run `finq sync`)"),
+        }
+        if let Some(e) = r.get::<Option<String>, _>("last_error") {
+            println!("  last error:   {e}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn find(app: &App, item_id: &str) -> Result<ItemInfo> {
+    list_items(app)
+        .await?
+        .into_iter()
+        .find(|i| i.item_id == item_id)
+        .with_context(|| format!("no linked item `{item_id}`; `finq items` lists them"))
+}
+
+async fn token(app: &App, item_id: &str) -> Result<SecretString> {
+    let sealed: Vec<u8> =
+        sqlx::query_scalar("SELECT access_token_enc FROM plaid_items WHERE item_id = $1")
+            .bind(item_id)
+            .fetch_one(&app.pool)
+            .await?;
+    Ok(app.vault.open(item_id, &sealed)?)
+}
+
+pub async fn remove(app: &App, item_id: &str, yes: bool) -> Result<ExitCode> {
+    let item = find(app, item_id).await?;
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM plaid_transactions WHERE item_id = $1")
+        .bind(item_id)
+        .fetch_one(&app.pool)
+        .await?;
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            bail!(
+                "refusing to remove {} without confirmation: pass --yes",
+                item.institution
+            );
+        }
+        print!(
+            "Remove {} (item {item_id}) at Plaid and delete its accounts and {n} transactions here? [y/N] ",
+            item.institution
+        );
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            println!("Nothing removed.");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let mut conns = Connections::new(&app.settings);
+    let outcome = async {
+        let client = conns.client_for(&item).await?;
+        match client.item_remove(&token(app, item_id).await?).await {
+            Ok(_) => Ok(()),
+            // Already gone at Plaid: nothing left to revoke.
+            Err(e) if matches!(e.code(), Some("ITEM_NOT_FOUND" | "INVALID_ACCESS_TOKEN")) => Ok(()),
+            Err(e) => Err(anyhow::Error::new(e).context(
+                "Plaid did not confirm the removal, so nothing was deleted here; try again later",
+            )),
+        }
+    }
+    .await;
+    conns.stop().await;
+    outcome?;
+    sqlx::query("DELETE FROM plaid_items WHERE item_id = $1")
+        .bind(item_id)
+        .execute(&app.pool)
+        .await?;
+    let report = crate::pipeline::run(app, crate::pipeline::Steps::DeriveOnly, None, false).await?;
+    println!(
+        "Removed {} (item {item_id}) and its {n} transactions.",
+        item.institution
+    );
+    if !report.ok() {
+        eprintln!("warning: the mirror could not be refreshed; `finq run` retries");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Update mode: a link token for the item; with the simulator, the login is repaired at once
+/// and the item synced.
+pub async fn update(app: &App, item_id: &str) -> Result<ExitCode> {
+    let item = find(app, item_id).await?;
+    let mut conns = Connections::new(&app.settings);
+    let client = conns.client_for(&item).await?;
+    let link = client
+        .link_token_update(&token(app, item_id).await?)
+        .await?;
+    if item.environment == "sim" {
+        let url = format!("{}/sim/items/{item_id}/repair", client.base_url());
+        reqwest_post(&url)
+            .await
+            .context("the simulator did not repair the login")?;
+        conns.stop().await;
+        println!(
+            "Update-mode link token {} created; the simulator completed Link, so the login is repaired.",
+            link.link_token
+        );
+        let report =
+            crate::pipeline::run(app, crate::pipeline::Steps::All, Some(item_id), true).await?;
+        return crate::pipeline::print_report(&report, false);
+    }
+    conns.stop().await;
+    println!(
+        "Update-mode link token (valid until {}):\n{}",
+        link.expiration, link.link_token
+    );
+    println!(
+        "Open Plaid Link with this token to log in again, then run `finq sync`. (finq does not host Link yet.)"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn reqwest_post(url: &str) -> Result<()> {
+    let resp = reqwest::Client::new().post(url).send().await?;
+    if !resp.status().is_success() {
+        bail!("{} answered {}", url, resp.status());
+    }
+    Ok(())
+}

@@ -1,0 +1,342 @@
+//! Proof of reliability, with real processes: `finq sync` runs against the simulator with
+//! random faults on and is killed with SIGKILL at random moments; after every kill the
+//! database holds exactly what the simulator held at the committed cursor, and repeated runs
+//! converge to the simulator's ground truth. Two `finq sync` processes at once end like one.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use finq_connectors::plaid::PlaidClient;
+use finq_connectors::plaid::link::link_sandbox_institution;
+use finq_connectors::sim::{Faults, SimConfig, Simulator};
+use finq_core::vault::TokenVault;
+use rand::{Rng, SeedableRng};
+use rust_decimal::Decimal;
+use secrecy::SecretString;
+use sqlx::{PgPool, Row};
+
+const KEY: [u8; 32] = [9; 32];
+
+struct Setup {
+    sim: Simulator,
+    base_url: String,
+    item: String,
+    db_url: String,
+    data: tempfile::TempDir,
+}
+
+async fn setup(pool: &PgPool, seed: u64, transactions: usize) -> Setup {
+    let sim = Simulator::new(SimConfig {
+        seed,
+        transactions,
+        ..Default::default()
+    });
+    let base_url = serve_on_own_runtime(&sim);
+    let client = PlaidClient::new(&base_url, "id", SecretString::from("secret"));
+    let vault = TokenVault::from_key(&KEY);
+    let item = link_sandbox_institution(pool, &client, &vault, "ins_109508", "sim", |_| None)
+        .await
+        .unwrap()
+        .item_id;
+    // The child processes use the test's fresh database.
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
+    let db = pool.connect_options().get_database().unwrap().to_string();
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    Setup {
+        sim,
+        base_url,
+        item,
+        db_url: format!("{prefix}/{db}"),
+        data: tempfile::tempdir().unwrap(),
+    }
+}
+
+/// The test waits for child processes with blocking calls, so the simulator they talk to
+/// runs on a runtime of its own.
+fn serve_on_own_runtime(sim: &Simulator) -> String {
+    let sim = sim.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let server = sim.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            tx.send(server.base_url.clone()).unwrap();
+            std::future::pending::<()>().await;
+        });
+    });
+    rx.recv().unwrap()
+}
+
+fn finq_sync(s: &Setup) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_finq"))
+        .args(["sync", "--json"])
+        .env("DATABASE_URL", &s.db_url)
+        .env("PLAID_ENV", "sim")
+        .env("PLAID_BASE_URL", &s.base_url)
+        .env("FINQ_DATA_DIR", s.data.path())
+        .env(
+            "FINQ_ENCRYPTION_KEY",
+            base64::engine::general_purpose::STANDARD.encode(KEY),
+        )
+        .env("FINQ_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// (amount, pending, date, name, pending_transaction_id, account) by transaction id.
+type State = BTreeMap<String, (Decimal, bool, String, String, Option<String>, String)>;
+
+async fn stored(pool: &PgPool, item: &str) -> State {
+    sqlx::query(
+        "SELECT plaid_transaction_id, amount, pending, date::text, name, pending_transaction_id, account_id
+         FROM plaid_transactions WHERE item_id = $1",
+    )
+    .bind(item)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6))))
+    .collect()
+}
+
+fn state_of(txns: Vec<finq_connectors::plaid::types::Transaction>) -> State {
+    txns.into_iter()
+        .map(|t| {
+            (
+                t.transaction_id,
+                (
+                    t.amount,
+                    t.pending,
+                    t.date.to_string(),
+                    t.name.unwrap(),
+                    t.pending_transaction_id,
+                    t.account_id,
+                ),
+            )
+        })
+        .collect()
+}
+
+async fn cursor(pool: &PgPool, item: &str) -> String {
+    sqlx::query_scalar::<_, String>("SELECT cursor FROM sync_cursors WHERE item_id = $1")
+        .bind(item)
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+fn output(child: Child) -> (bool, String) {
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[sqlx::test(migrator = "finq_core::MIGRATOR")]
+async fn killed_and_faulted_syncs_converge_to_the_simulator(pool: PgPool) {
+    let s = setup(&pool, 77, 2000).await;
+    s.sim.set_faults(
+        "rate_limit=0.1,server_error=0.05,mutation=0.1,latency_ms=3,drop=0.02"
+            .parse::<Faults>()
+            .unwrap(),
+    );
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026);
+    let (mut killed, mut finished) = (0, 0);
+    let mut cursors = std::collections::BTreeSet::new();
+    let mut typical = Duration::from_millis(1000);
+    for round in 0..60 {
+        if round % 2 == 1 {
+            s.sim.advance(1); // new pending, postings, corrections, removals
+        }
+        let mut child = finq_sync(&s);
+        // Kill at a random moment of a typical run (learned from runs that finished).
+        let window = typical.as_millis() as u64 * 13 / 10;
+        let wait = Duration::from_millis(rng.gen_range(0..window.max(1)));
+        let started = std::time::Instant::now();
+        let deadline = std::time::Instant::now() + wait;
+        let mut exited = false;
+        while std::time::Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                exited = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if exited {
+            finished += 1;
+            typical = started.elapsed();
+            let _ = output(child);
+        } else {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .unwrap();
+            child.wait().unwrap();
+            killed += 1;
+        }
+        // Whatever happened, the database holds exactly one consistent update: the
+        // simulator's state at the cursor that was committed with it.
+        let c = cursor(&pool, &s.item).await;
+        cursors.insert(c.clone());
+        let expected = state_of(
+            s.sim
+                .truth_at_cursor(&s.item, &c)
+                .expect("a cursor the simulator issued"),
+        );
+        assert_eq!(
+            stored(&pool, &s.item).await,
+            expected,
+            "round {round}: state differs from the simulator at the committed cursor"
+        );
+    }
+    eprintln!("{killed} runs killed, {finished} finished on their own");
+    assert!(killed >= 15, "only {killed} of 60 runs were killed mid-way");
+    assert!(
+        cursors.len() >= 4,
+        "updates must commit between the kills: cursors seen {cursors:?}"
+    );
+
+    // Faults stay on: runs still converge.
+    let mut converged = false;
+    for _ in 0..10 {
+        let (ok, _) = output(finq_sync(&s));
+        if ok && stored(&pool, &s.item).await == state_of(s.sim.ground_truth(&s.item).unwrap()) {
+            converged = true;
+            break;
+        }
+    }
+    assert!(
+        converged,
+        "repeated syncs under faults did not converge to the ground truth"
+    );
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM plaid_transactions WHERE pending")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let truth_pending = s
+        .sim
+        .ground_truth(&s.item)
+        .unwrap()
+        .iter()
+        .filter(|t| t.pending)
+        .count() as i64;
+    assert_eq!(pending, truth_pending);
+    // The log recorded the failures and restarts as well as the successes.
+    let outcomes: Vec<String> = sqlx::query_scalar("SELECT DISTINCT outcome FROM sync_log")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(outcomes.contains(&"ok".to_string()));
+}
+
+#[sqlx::test(migrator = "finq_core::MIGRATOR")]
+async fn two_sync_processes_at_once_end_like_one(pool: PgPool) {
+    let s = setup(&pool, 78, 3000).await;
+    s.sim.set_faults(Faults {
+        latency_ms: 2,
+        ..Default::default()
+    });
+    let (a, b) = (finq_sync(&s), finq_sync(&s));
+    let ((ok_a, out_a), (ok_b, out_b)) = (output(a), output(b));
+    assert!(ok_a && ok_b, "{out_a}\n{out_b}");
+    let truth = state_of(s.sim.ground_truth(&s.item).unwrap());
+    assert_eq!(stored(&pool, &s.item).await, truth);
+    let added: Vec<i32> =
+        sqlx::query_scalar("SELECT added FROM sync_log WHERE outcome = 'ok' ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        added.iter().sum::<i32>(),
+        3000,
+        "one pulled everything, the other found nothing new: {added:?}"
+    );
+
+    // And after changes, two at once again.
+    s.sim.advance(2);
+    let (a, b) = (finq_sync(&s), finq_sync(&s));
+    assert!(output(a).0 && output(b).0);
+    assert_eq!(
+        stored(&pool, &s.item).await,
+        state_of(s.sim.ground_truth(&s.item).unwrap())
+    );
+}
+
+#[sqlx::test(migrator = "finq_core::MIGRATOR")]
+async fn items_show_health_in_words_and_repair_clears_it(pool: PgPool) {
+    let s = setup(&pool, 79, 200).await;
+    let items = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_finq"))
+            .args(args)
+            .env("DATABASE_URL", &s.db_url)
+            .env("PLAID_BASE_URL", &s.base_url)
+            .env("FINQ_DATA_DIR", s.data.path())
+            .env(
+                "FINQ_ENCRYPTION_KEY",
+                base64::engine::general_purpose::STANDARD.encode(KEY),
+            )
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    assert!(output(finq_sync(&s)).0);
+    s.sim.reset_login(&s.item);
+    let (ok, stdout, stderr) = items(&["sync"]);
+    assert!(!ok, "a failed connection makes the exit code non-zero");
+    assert!(
+        stderr.contains("First Platypus Bank"),
+        "the failure names the institution: {stderr}"
+    );
+    assert!(stdout.contains("ITEM_LOGIN_REQUIRED"), "{stdout}");
+    let (_, list, _) = items(&["items"]);
+    assert!(
+        list.contains("needs attention (ITEM_LOGIN_REQUIRED)"),
+        "{list}"
+    );
+    assert!(
+        list.contains(&format!("finq link --update {}", s.item)),
+        "{list}"
+    );
+
+    let (ok, out, err) = items(&["link", "--update", &s.item]);
+    assert!(ok, "{out}{err}");
+    let (_, list, _) = items(&["items", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(v[0]["status"], "ok", "{list}");
+    assert_eq!(v[0]["accounts"], 4);
+
+    // Removal needs confirmation; with --yes it removes at Plaid and here.
+    let (ok, _, err) = items(&["items", "remove", &s.item]);
+    assert!(!ok && err.contains("--yes"), "{err}");
+    let (ok, out, err) = items(&["items", "remove", &s.item, "--yes"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        s.sim.ground_truth(&s.item).is_none(),
+        "removed at the simulator too"
+    );
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM plaid_transactions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
