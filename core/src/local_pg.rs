@@ -172,7 +172,16 @@ impl LocalPostgres {
             self.init_cluster()?;
         }
         if matches!(self.state()?, ClusterState::Running { .. }) {
-            return Ok(());
+            if self.socket_dir().join(format!(".s.PGSQL.{PORT}")).exists() {
+                return Ok(());
+            }
+            // Running, but its socket was deleted (e.g. by a cleaner of the directory): a
+            // restart recreates it.
+            tracing::warn!("the private PostgreSQL server has lost its socket; restarting it");
+            let out = self.pg_ctl(&["-m", "fast", "-w", "stop"])?;
+            if !out.status.success() {
+                return Err(self.command_error("restarting the private PostgreSQL server", &out));
+            }
         }
         // A crash can leave a stale postmaster.pid; pg_ctl handles that itself.
         let log = self.log_file().display().to_string();
@@ -206,7 +215,9 @@ impl LocalPostgres {
         // No TCP at all: only the Unix socket in our own directory, so trust auth is
         // limited to whoever can enter that directory.
         let conf = format!(
-            "\n# finq: private cluster\nlisten_addresses = ''\nunix_socket_directories = '{}'\nport = {PORT}\n",
+            "\n# finq: private cluster\nlisten_addresses = ''\nunix_socket_directories = '{}'\nport = {PORT}\n\
+             # Bulk syncs write a lot at once: keep the working set in memory, checkpoint less.\n\
+             shared_buffers = '256MB'\nmax_wal_size = '4GB'\n",
             self.socket_dir().display()
         );
         let conf_path = data.join("postgresql.conf");

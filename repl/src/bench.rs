@@ -197,7 +197,7 @@ async fn baselines(pool: &PgPool, sample: usize) -> Result<(f64, f64)> {
         .await?;
     }
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLS} FROM plaid_transactions ORDER BY id LIMIT {sample}"
+        "SELECT {COLS} FROM plaid_transactions ORDER BY plaid_transaction_id LIMIT {sample}"
     )))
     .fetch_all(pool)
     .await?;

@@ -15,7 +15,7 @@ impl Transform for CategoryMapping {
     async fn run(&self, pool: &PgPool) -> Result<Counts, BoxError> {
         let updated = sqlx::query(
             "WITH target AS (
-                 SELECT t.id,
+                 SELECT t.plaid_transaction_id,
                         coalesce(
                             (SELECT m.category_id FROM category_mappings m
                              WHERE m.user_id = i.user_id AND m.pfc_primary = t.plaid_category
@@ -30,7 +30,7 @@ impl Transform for CategoryMapping {
              )
              UPDATE plaid_transactions p SET category_id = target.category_id
              FROM target
-             WHERE p.id = target.id AND p.category_id IS DISTINCT FROM target.category_id",
+             WHERE p.plaid_transaction_id = target.plaid_transaction_id AND p.category_id IS DISTINCT FROM target.category_id",
         )
         .execute(pool)
         .await?

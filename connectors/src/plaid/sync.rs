@@ -120,6 +120,7 @@ pub async fn sync_item(
     let mut cursor_before = None;
     let mut cursor_after = None;
     let mut not_ready_delay = Duration::from_millis(100);
+    let mut force_staged = false;
     let result = async {
         loop {
             outcome.added = 0;
@@ -138,6 +139,15 @@ pub async fn sync_item(
                     .fetch_optional(&mut *tx)
                     .await?;
             cursor_before = start.clone();
+            // An item with no rows yet (its first real update) is written straight into the
+            // table; otherwise pages go through a staging table and are merged at the end.
+            let empty: bool = sqlx::query_scalar(
+                "SELECT NOT EXISTS (SELECT 1 FROM plaid_transactions WHERE item_id = $1)",
+            )
+            .bind(item_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let mode = if empty && !force_staged { WriteMode::Direct } else { WriteMode::Staged };
             sqlx::query(
                 "CREATE TEMP TABLE finq_removed (plaid_transaction_id text PRIMARY KEY) ON COMMIT DROP",
             )
@@ -155,7 +165,7 @@ pub async fn sync_item(
             .await?;
             match pull_update(&mut tx, client, &item.token, item_id, start, settings, &mut outcome, progress).await {
                 Ok(final_cursor) => {
-                    finish_update(&mut tx, item_id, &final_cursor).await?;
+                    finish_update(&mut tx, item_id, &final_cursor, mode, outcome.removed > 0).await?;
                     tx.commit().await?;
                     cursor_after = Some(final_cursor);
                     // Not ready yet: poll again shortly rather than report an empty bank.
@@ -174,6 +184,15 @@ pub async fn sync_item(
                         return Err(SyncError::TooManyRestarts(outcome.restarts - 1));
                     }
                     tracing::info!(item_id, restarts = outcome.restarts, "data changed during pagination; restarting the update from its first cursor");
+                }
+                Err(SyncError::Db(sqlx::Error::Database(e)))
+                    if mode == WriteMode::Direct && e.code().as_deref() == Some("23505") =>
+                {
+                    // The same transaction twice in one update: redo it through the staging
+                    // table, which keeps the latest version.
+                    tx.rollback().await?;
+                    force_staged = true;
+                    tracing::info!(item_id, "a transaction came twice in one update; redoing the update through staging");
                 }
                 Err(e) => {
                     tx.rollback().await?;
@@ -251,19 +270,35 @@ async fn pull_update(
     outcome: &mut SyncOutcome,
     progress: &(dyn Fn(SyncProgress) + Send + Sync),
 ) -> Result<String, SyncError> {
-    let mut cursor = start;
     let mut seq = 0i64;
-    loop {
-        let page = client
-            .transactions_sync(token, cursor.as_deref(), settings.page_size)
-            .await?;
+    let (mut fetch_wait, mut write) = (Duration::ZERO, Duration::ZERO);
+    let fetch = |cursor: Option<String>| {
+        let (client, token) = (client.clone(), token.clone());
+        let count = settings.page_size;
+        tokio::spawn(async move {
+            client
+                .transactions_sync(&token, cursor.as_deref(), count)
+                .await
+        })
+    };
+    let mut next_page = Some(fetch(start));
+    while let Some(pending) = next_page.take() {
+        let t = Instant::now();
+        let page = pending.await.expect("the page fetch task panicked")?;
+        fetch_wait += t.elapsed();
+        // Fetch the next page while this one is written.
+        if page.has_more {
+            next_page = Some(fetch(page.next_cursor.clone()));
+        }
+        let t = Instant::now();
         if outcome.pages == 0 {
             // Balances come with every page; the first page's are enough.
             upsert_accounts(tx, item_id, &page.accounts).await?;
         }
-        stage_transactions(tx, &page.added, &mut seq).await?;
-        stage_transactions(tx, &page.modified, &mut seq).await?;
+        write_transactions(tx, &page.added, &mut seq).await?;
+        write_transactions(tx, &page.modified, &mut seq).await?;
         mark_removed(tx, &page.removed).await?;
+        write += t.elapsed();
         outcome.added += page.added.len() as u64;
         outcome.modified += page.modified.len() as u64;
         outcome.removed += page.removed.len() as u64;
@@ -273,12 +308,18 @@ async fn pull_update(
             pages: outcome.pages,
             changes: outcome.added + outcome.modified + outcome.removed,
         });
-        let next = page.next_cursor.unwrap_or_default();
         if !page.has_more {
-            return Ok(next);
+            tracing::debug!(
+                item_id,
+                pages = outcome.pages,
+                fetch_wait_ms = fetch_wait.as_millis() as u64,
+                write_ms = write.as_millis() as u64,
+                "update pulled"
+            );
+            return Ok(page.next_cursor.unwrap_or_default());
         }
-        cursor = Some(next);
     }
+    unreachable!("the loop returns on the page without more")
 }
 
 /// Columns of the per-update staging table, in COPY order (after `seq`).
@@ -304,10 +345,18 @@ fn copy_field(out: &mut String, value: Option<&str>) {
     }
 }
 
-/// Stream a page's added/modified transactions into the staging table with COPY: the
-/// cheapest way into PostgreSQL. They are merged into `plaid_transactions` once, at the end
-/// of the update.
-async fn stage_transactions(
+/// How the staged rows of an update reach `plaid_transactions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteMode {
+    /// The item has no rows yet: one plain INSERT, in key order (cheap on the indexes).
+    Direct,
+    /// Insert or update by Plaid's id.
+    Staged,
+}
+
+/// Stream a page's added/modified transactions into the update's staging table with COPY,
+/// the cheapest way into PostgreSQL (no indexes there); see [`merge_staged`].
+async fn write_transactions(
     tx: &mut PgTx<'_, Postgres>,
     txns: &[Transaction],
     seq: &mut i64,
@@ -353,20 +402,40 @@ async fn stage_transactions(
         }
         buf.push('\n');
     }
-    let mut copy = tx
-        .copy_in_raw(concat!(
-            "COPY finq_stage (seq, plaid_transaction_id, account_id, amount, iso_currency_code, unofficial_currency_code, ",
-            "date, authorized_date, datetime, name, merchant_name, payment_channel, pending, pending_transaction_id, ",
-            "plaid_category, plaid_detailed_category, plaid_category_confidence) FROM STDIN"
-        ))
-        .await?;
+    let statement = format!("COPY finq_stage (seq, {STAGE_COLUMNS}) FROM STDIN");
+    let t = Instant::now();
+    let mut copy = tx.copy_in_raw(&statement).await?;
+    let t1 = t.elapsed();
     copy.send(buf.into_bytes()).await?;
+    let t2 = t.elapsed();
     copy.finish().await?;
+    tracing::trace!(
+        rows = txns.len(),
+        begin_us = t1.as_micros() as u64,
+        send_us = t2.as_micros() as u64,
+        total_us = t.elapsed().as_micros() as u64,
+        "copy"
+    );
     Ok(())
 }
 
 /// Merge the staged rows into `plaid_transactions` (insert or update by Plaid's id).
-async fn merge_staged(tx: &mut PgTx<'_, Postgres>, item_id: &str) -> Result<(), sqlx::Error> {
+async fn merge_staged(
+    tx: &mut PgTx<'_, Postgres>,
+    item_id: &str,
+    mode: WriteMode,
+) -> Result<(), sqlx::Error> {
+    if mode == WriteMode::Direct {
+        // A transaction staged twice fails here (23505) and the update is redone staged.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO plaid_transactions (item_id, {STAGE_COLUMNS})
+             SELECT $1, {STAGE_COLUMNS} FROM finq_stage ORDER BY plaid_transaction_id"
+        )))
+        .bind(item_id)
+        .execute(&mut **tx)
+        .await?;
+        return Ok(());
+    }
     const UPSERT: &str = "ON CONFLICT (plaid_transaction_id) DO UPDATE SET
              account_id = EXCLUDED.account_id, amount = EXCLUDED.amount,
              iso_currency_code = EXCLUDED.iso_currency_code, unofficial_currency_code = EXCLUDED.unofficial_currency_code,
@@ -422,32 +491,45 @@ async fn finish_update(
     tx: &mut PgTx<'_, Postgres>,
     item_id: &str,
     cursor: &str,
+    mode: WriteMode,
+    removed_any: bool,
 ) -> Result<(), sqlx::Error> {
-    merge_staged(tx, item_id).await?;
+    merge_staged(tx, item_id, mode).await?;
     // A posted transaction inherits what the user set on the pending one it replaces.
-    sqlx::query(
-        "UPDATE plaid_transactions p SET
-             category_override_id = coalesce(p.category_override_id, o.category_override_id),
-             notes = coalesce(p.notes, o.notes), updated_at = now()
-         FROM plaid_transactions o
-         WHERE o.plaid_transaction_id IN (SELECT plaid_transaction_id FROM finq_removed)
-           AND p.pending_transaction_id = o.plaid_transaction_id
-           AND p.item_id = $1
-           AND (o.category_override_id IS NOT NULL OR o.notes IS NOT NULL)",
-    )
-    .bind(item_id)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "DELETE FROM plaid_transactions
-         WHERE item_id = $1 AND plaid_transaction_id IN (SELECT plaid_transaction_id FROM finq_removed)",
-    )
-    .bind(item_id)
-    .execute(&mut **tx)
-    .await?;
+    // Every statement here is driven by the few changed ids (and indexes), never by a scan
+    // of the item's history: an incremental update costs what it changes.
+    if removed_any {
+        // A posted transaction inherits what the user set on the pending one it replaces.
+        sqlx::query(
+            "UPDATE plaid_transactions p SET
+                 category_override_id = coalesce(p.category_override_id, o.category_override_id),
+                 notes = coalesce(p.notes, o.notes), updated_at = now()
+             FROM finq_removed r
+             JOIN plaid_transactions o ON o.plaid_transaction_id = r.plaid_transaction_id
+             WHERE p.pending_transaction_id = r.plaid_transaction_id
+               AND p.item_id = $1
+               AND (o.category_override_id IS NOT NULL OR o.notes IS NOT NULL)",
+        )
+        .bind(item_id)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM plaid_transactions t USING finq_removed r
+             WHERE t.plaid_transaction_id = r.plaid_transaction_id AND t.item_id = $1",
+        )
+        .bind(item_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    let carryover: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM relink_carryover WHERE item_id = $1)")
+            .bind(item_id)
+            .fetch_one(&mut **tx)
+            .await?;
     // After a re-link: the user's edits on the replaced item find their transactions.
-    sqlx::query(
-        "WITH matched AS (
+    if carryover {
+        sqlx::query(
+            "WITH matched AS (
              UPDATE plaid_transactions p SET
                  category_override_id = coalesce(p.category_override_id, c.category_override_id),
                  notes = coalesce(p.notes, c.notes), updated_at = now()
@@ -457,10 +539,11 @@ async fn finish_update(
              RETURNING c.id
          )
          DELETE FROM relink_carryover WHERE id IN (SELECT id FROM matched)",
-    )
-    .bind(item_id)
-    .execute(&mut **tx)
-    .await?;
+        )
+        .bind(item_id)
+        .execute(&mut **tx)
+        .await?;
+    }
     sqlx::query(
         "INSERT INTO sync_cursors (item_id, cursor) VALUES ($1, $2)
          ON CONFLICT (item_id) DO UPDATE SET cursor = EXCLUDED.cursor, updated_at = now()",

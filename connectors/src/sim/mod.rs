@@ -97,6 +97,9 @@ pub(crate) struct SimItem {
     pub(crate) refresh_calls: VecDeque<Instant>,
     /// Collapsed updates for the last (from, to) window asked for: pages reuse it.
     cache: Option<(Window, Arc<Vec<Update>>)>,
+    /// Per account: (sum of posted amounts, sum of pending amounts), kept up to date so
+    /// balances cost nothing per request.
+    sums: HashMap<String, (Decimal, Decimal)>,
 }
 
 impl SimItem {
@@ -116,6 +119,7 @@ impl SimItem {
             sync_calls: VecDeque::new(),
             refresh_calls: VecDeque::new(),
             cache: None,
+            sums: HashMap::new(),
             spec,
         };
         for t in generated.transactions {
@@ -124,12 +128,23 @@ impl SimItem {
         item
     }
 
+    fn account_sums(&mut self, t: &Transaction, sign: Decimal) {
+        let entry = self.sums.entry(t.account_id.clone()).or_default();
+        if t.pending {
+            entry.1 += sign * t.amount;
+        } else {
+            entry.0 += sign * t.amount;
+        }
+    }
+
     fn upsert(&mut self, t: Transaction) {
         let t = Arc::new(t);
-        let new = self
-            .current
-            .insert(t.transaction_id.clone(), t.clone())
-            .is_none();
+        self.account_sums(&t, Decimal::ONE);
+        let old = self.current.insert(t.transaction_id.clone(), t.clone());
+        if let Some(old) = &old {
+            self.account_sums(old, Decimal::NEGATIVE_ONE);
+        }
+        let new = old.is_none();
         self.log.push(Change {
             id: t.transaction_id.clone(),
             account_id: t.account_id.clone(),
@@ -141,6 +156,7 @@ impl SimItem {
     fn remove(&mut self, id: &str) -> bool {
         match self.current.remove(id) {
             Some(t) => {
+                self.account_sums(&t, Decimal::NEGATIVE_ONE);
                 self.log.push(Change {
                     id: id.to_string(),
                     account_id: t.account_id.clone(),
@@ -199,19 +215,7 @@ impl SimItem {
         self.accounts
             .iter()
             .map(|a| {
-                let mut posted = Decimal::ZERO;
-                let mut pending = Decimal::ZERO;
-                for t in self
-                    .current
-                    .values()
-                    .filter(|t| t.account_id == a.account_id)
-                {
-                    if t.pending {
-                        pending += t.amount;
-                    } else {
-                        posted += t.amount;
-                    }
-                }
+                let (posted, pending) = self.sums.get(&a.account_id).copied().unwrap_or_default();
                 let (ty, subtype) = a.type_and_subtype();
                 let balances = match a.kind {
                     AccountKind::Loan => Balances {
