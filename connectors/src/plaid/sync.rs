@@ -21,7 +21,7 @@ use sqlx::{PgPool, Postgres, Row, Transaction as PgTx};
 
 use super::client::{PlaidApiError, PlaidClient};
 use super::link::upsert_accounts;
-use super::types::{RemovedTransaction, Transaction};
+use super::types::Transaction;
 
 pub const MUTATION_ERROR: &str = "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION";
 
@@ -149,11 +149,6 @@ pub async fn sync_item(
             .await?;
             let mode = if empty && !force_staged { WriteMode::Direct } else { WriteMode::Staged };
             sqlx::query(
-                "CREATE TEMP TABLE finq_removed (plaid_transaction_id text PRIMARY KEY) ON COMMIT DROP",
-            )
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
                 "CREATE TEMP TABLE finq_stage (seq bigint NOT NULL, plaid_transaction_id text NOT NULL,
                      account_id text NOT NULL, amount numeric(12,2) NOT NULL, iso_currency_code text,
                      unofficial_currency_code text, date date NOT NULL, authorized_date date, datetime timestamptz,
@@ -164,8 +159,8 @@ pub async fn sync_item(
             .execute(&mut *tx)
             .await?;
             match pull_update(&mut tx, client, &item.token, item_id, start, settings, &mut outcome, progress).await {
-                Ok(final_cursor) => {
-                    finish_update(&mut tx, item_id, &final_cursor, mode, outcome.removed > 0).await?;
+                Ok((final_cursor, removed)) => {
+                    finish_update(&mut tx, item_id, &final_cursor, mode, &removed).await?;
                     tx.commit().await?;
                     cursor_after = Some(final_cursor);
                     // Not ready yet: poll again shortly rather than report an empty bank.
@@ -269,8 +264,10 @@ async fn pull_update(
     settings: SyncSettings,
     outcome: &mut SyncOutcome,
     progress: &(dyn Fn(SyncProgress) + Send + Sync),
-) -> Result<String, SyncError> {
+) -> Result<(String, Vec<String>), SyncError> {
     let mut seq = 0i64;
+    // Only ids: removals are applied at the end of the update (see finish_update).
+    let mut removed = Vec::new();
     let (mut fetch_wait, mut write) = (Duration::ZERO, Duration::ZERO);
     let fetch = |cursor: Option<String>| {
         let (client, token) = (client.clone(), token.clone());
@@ -297,7 +294,7 @@ async fn pull_update(
         }
         write_transactions(tx, &page.added, &mut seq).await?;
         write_transactions(tx, &page.modified, &mut seq).await?;
-        mark_removed(tx, &page.removed).await?;
+        removed.extend(page.removed.iter().map(|r| r.transaction_id.clone()));
         write += t.elapsed();
         outcome.added += page.added.len() as u64;
         outcome.modified += page.modified.len() as u64;
@@ -316,7 +313,7 @@ async fn pull_update(
                 write_ms = write.as_millis() as u64,
                 "update pulled"
             );
-            return Ok(page.next_cursor.unwrap_or_default());
+            return Ok((page.next_cursor.unwrap_or_default(), removed));
         }
     }
     unreachable!("the loop returns on the page without more")
@@ -472,52 +469,38 @@ async fn merge_staged(
     Ok(())
 }
 
-async fn mark_removed(
-    tx: &mut PgTx<'_, Postgres>,
-    removed: &[RemovedTransaction],
-) -> Result<(), sqlx::Error> {
-    if removed.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<&str> = removed.iter().map(|r| r.transaction_id.as_str()).collect();
-    sqlx::query("INSERT INTO finq_removed SELECT UNNEST($1::text[]) ON CONFLICT DO NOTHING")
-        .bind(ids)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
 async fn finish_update(
     tx: &mut PgTx<'_, Postgres>,
     item_id: &str,
     cursor: &str,
     mode: WriteMode,
-    removed_any: bool,
+    removed: &[String],
 ) -> Result<(), sqlx::Error> {
     merge_staged(tx, item_id, mode).await?;
     // A posted transaction inherits what the user set on the pending one it replaces.
     // Every statement here is driven by the few changed ids (and indexes), never by a scan
     // of the item's history: an incremental update costs what it changes.
-    if removed_any {
+    if !removed.is_empty() {
         // A posted transaction inherits what the user set on the pending one it replaces.
         sqlx::query(
             "UPDATE plaid_transactions p SET
                  category_override_id = coalesce(p.category_override_id, o.category_override_id),
                  notes = coalesce(p.notes, o.notes), updated_at = now()
-             FROM finq_removed r
-             JOIN plaid_transactions o ON o.plaid_transaction_id = r.plaid_transaction_id
-             WHERE p.pending_transaction_id = r.plaid_transaction_id
+             FROM plaid_transactions o
+             WHERE p.pending_transaction_id = ANY($2::text[])
+               AND o.plaid_transaction_id = p.pending_transaction_id
                AND p.item_id = $1
                AND (o.category_override_id IS NOT NULL OR o.notes IS NOT NULL)",
         )
         .bind(item_id)
+        .bind(removed)
         .execute(&mut **tx)
         .await?;
         sqlx::query(
-            "DELETE FROM plaid_transactions t USING finq_removed r
-             WHERE t.plaid_transaction_id = r.plaid_transaction_id AND t.item_id = $1",
+            "DELETE FROM plaid_transactions WHERE plaid_transaction_id = ANY($2::text[]) AND item_id = $1",
         )
         .bind(item_id)
+        .bind(removed)
         .execute(&mut **tx)
         .await?;
     }
