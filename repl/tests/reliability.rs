@@ -127,17 +127,7 @@ async fn stored_in(conn: &mut sqlx::PgConnection, item: &str) -> State {
 }
 
 async fn stored(pool: &PgPool, item: &str) -> State {
-    sqlx::query(
-        "SELECT plaid_transaction_id, amount, pending, date::text, name, pending_transaction_id, account_id
-         FROM plaid_transactions WHERE item_id = $1",
-    )
-    .bind(item)
-    .fetch_all(pool)
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6))))
-    .collect()
+    stored_in(&mut pool.acquire().await.unwrap(), item).await
 }
 
 fn state_of(txns: Vec<finq_connectors::plaid::types::Transaction>) -> State {

@@ -249,10 +249,8 @@ impl PlaidClient {
         &self,
         access_token: &SecretString,
     ) -> Result<AccountsGetResponse, PlaidApiError> {
-        let req = AccessTokenRequest {
-            access_token: access_token.expose_secret().to_string(),
-        };
-        self.call("/accounts/get", &req).await
+        self.call("/accounts/get", &token_request(access_token))
+            .await
     }
 
     pub async fn institution_get_by_id(
@@ -270,10 +268,8 @@ impl PlaidClient {
         &self,
         access_token: &SecretString,
     ) -> Result<serde_json::Value, PlaidApiError> {
-        let req = AccessTokenRequest {
-            access_token: access_token.expose_secret().to_string(),
-        };
-        self.call("/item/remove", &req).await
+        self.call("/item/remove", &token_request(access_token))
+            .await
     }
 
     /// An update-mode link token for an existing item (to repair its login).
@@ -281,18 +277,8 @@ impl PlaidClient {
         &self,
         access_token: &SecretString,
     ) -> Result<LinkTokenCreateResponse, PlaidApiError> {
-        let req = LinkTokenCreateRequest {
-            client_name: "finq".to_string(),
-            language: "en".to_string(),
-            country_codes: vec!["US".to_string()],
-            user: Some(LinkTokenUser {
-                client_user_id: "finq-local-user".to_string(),
-            }),
-            user_id: None,
-            products: None,
-            webhook: None,
-            access_token: Some(access_token.expose_secret().to_string()),
-        };
+        let mut req = link_token_request();
+        req.access_token = Some(access_token.expose_secret().to_string());
         self.call("/link/token/create", &req).await
     }
 
@@ -300,18 +286,9 @@ impl PlaidClient {
         &self,
         webhook: Option<String>,
     ) -> Result<LinkTokenCreateResponse, PlaidApiError> {
-        let req = LinkTokenCreateRequest {
-            client_name: "finq".to_string(),
-            language: "en".to_string(),
-            country_codes: vec!["US".to_string()],
-            user: Some(LinkTokenUser {
-                client_user_id: "finq-local-user".to_string(),
-            }),
-            user_id: None,
-            products: Some(vec!["transactions".to_string()]),
-            webhook,
-            access_token: None,
-        };
+        let mut req = link_token_request();
+        req.products = Some(vec!["transactions".to_string()]);
+        req.webhook = webhook;
         self.call("/link/token/create", &req).await
     }
 
@@ -331,5 +308,27 @@ impl PlaidClient {
             }),
         };
         self.call("/transactions/sync", &req).await
+    }
+}
+
+fn token_request(access_token: &SecretString) -> AccessTokenRequest {
+    AccessTokenRequest {
+        access_token: access_token.expose_secret().to_string(),
+    }
+}
+
+/// finq's `/link/token/create` request, before mode-specific fields.
+fn link_token_request() -> LinkTokenCreateRequest {
+    LinkTokenCreateRequest {
+        client_name: "finq".to_string(),
+        language: "en".to_string(),
+        country_codes: vec!["US".to_string()],
+        user: Some(LinkTokenUser {
+            client_user_id: "finq-local-user".to_string(),
+        }),
+        user_id: None,
+        products: None,
+        webhook: None,
+        access_token: None,
     }
 }

@@ -751,6 +751,9 @@ impl Simulator {
     }
 }
 
+/// Plaid's `error_message` for `ITEM_LOGIN_REQUIRED`.
+pub const LOGIN_REQUIRED_MESSAGE: &str = "the login details of this item have changed (credentials, MFA, or required user action) and a user login is required to update this information. use Link's update mode to restore the item to a good state";
+
 /// Plaid's webhook payloads for the codes the simulator sends.
 pub fn webhook_payload(code: &str, item_id: &str, new_transactions: u64) -> serde_json::Value {
     use serde_json::json;
@@ -769,7 +772,7 @@ pub fn webhook_payload(code: &str, item_id: &str, new_transactions: u64) -> serd
         }),
         "ERROR" => json!({
             "webhook_type": "ITEM", "webhook_code": code, "item_id": item_id,
-            "error": error("ITEM_LOGIN_REQUIRED", "the login details of this item have changed (credentials, MFA, or required user action) and a user login is required to update this information. use Link's update mode to restore the item to a good state"),
+            "error": error("ITEM_LOGIN_REQUIRED", LOGIN_REQUIRED_MESSAGE),
             "environment": "sandbox"
         }),
         "USER_PERMISSION_REVOKED" => json!({

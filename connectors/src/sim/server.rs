@@ -159,6 +159,16 @@ async fn inject_faults(State(sim): State<Simulator>, req: Request, next: Next) -
     }
 }
 
+/// `/sim/*` controls asked about an item the simulator does not have.
+fn unknown_item() -> PlaidErr {
+    error(
+        StatusCode::NOT_FOUND,
+        "ITEM_ERROR",
+        "ITEM_NOT_FOUND",
+        "The Item you requested cannot be found.",
+    )
+}
+
 fn sync_limit() -> PlaidErr {
     error(
         StatusCode::TOO_MANY_REQUESTS,
@@ -315,7 +325,7 @@ fn usable_item(sim: &Simulator, token: &str) -> Result<String, PlaidErr> {
             StatusCode::BAD_REQUEST,
             "ITEM_ERROR",
             "ITEM_LOGIN_REQUIRED",
-            "the login details of this item have changed (credentials, MFA, or required user action) and a user login is required to update this information. use Link's update mode to restore the item to a good state",
+            super::LOGIN_REQUIRED_MESSAGE,
         ));
     }
     Ok(item_id)
@@ -432,7 +442,7 @@ fn item_json(sim: &Simulator, item_id: &str) -> Value {
         error: item.login_required.then(|| PlaidError {
             error_type: "ITEM_ERROR".into(),
             error_code: "ITEM_LOGIN_REQUIRED".into(),
-            error_message: "the login details of this item have changed (credentials, MFA, or required user action) and a user login is required to update this information. use Link's update mode to restore the item to a good state".into(),
+            error_message: super::LOGIN_REQUIRED_MESSAGE.into(),
             display_message: None,
             request_id: None,
             status: None,
@@ -751,14 +761,7 @@ async fn sim_churn(
     let req: ChurnRequest = serde_json::from_slice(&body).map_err(|e| {
         invalid_request("INVALID_BODY", &format!("expected {{\"changes\": N}}: {e}"))
     })?;
-    let counts = sim.churn(&item_id, req.changes).ok_or_else(|| {
-        error(
-            StatusCode::NOT_FOUND,
-            "ITEM_ERROR",
-            "ITEM_NOT_FOUND",
-            "The Item you requested cannot be found.",
-        )
-    })?;
+    let counts = sim.churn(&item_id, req.changes).ok_or_else(unknown_item)?;
     sim.notify_changed(std::slice::from_ref(&item_id));
     Ok(axum::Json(counts).into_response())
 }
@@ -768,12 +771,7 @@ async fn sim_repair(
     Path(item_id): Path<String>,
 ) -> Result<Response, PlaidErr> {
     if !sim.repair_login(&item_id) {
-        return Err(error(
-            StatusCode::NOT_FOUND,
-            "ITEM_ERROR",
-            "ITEM_NOT_FOUND",
-            "The Item you requested cannot be found.",
-        ));
+        return Err(unknown_item());
     }
     Ok(axum::Json(json!({ "repaired": true })).into_response())
 }
@@ -789,14 +787,7 @@ async fn sim_ground_truth(
     Query(q): Query<TruthQuery>,
 ) -> Result<Response, PlaidErr> {
     let v2 = q.pfc.as_deref() != Some("v1");
-    let txns = sim.ground_truth(&item_id).ok_or_else(|| {
-        error(
-            StatusCode::NOT_FOUND,
-            "ITEM_ERROR",
-            "ITEM_NOT_FOUND",
-            "The Item you requested cannot be found.",
-        )
-    })?;
+    let txns = sim.ground_truth(&item_id).ok_or_else(unknown_item)?;
     let txns: Vec<Transaction> = txns.iter().map(|t| with_pfc_version(t, v2)).collect();
     Ok(axum::Json(json!({ "item_id": item_id, "transactions": txns })).into_response())
 }
