@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use finq_connectors::sim::{SimConfig, Simulator};
+use finq_e2e::plaid_post;
 use serde_json::{Value, json};
 
 fn spec() -> Value {
@@ -113,7 +114,6 @@ fn validate(spec: &Value, schema: &Value, v: &Value, at: &str, errors: &mut Vec<
 struct Checker {
     spec: Value,
     base: String,
-    http: reqwest::Client,
     checked: Vec<String>,
 }
 
@@ -121,17 +121,7 @@ impl Checker {
     /// POST, then validate the body against the endpoint's 200 schema or, on an error
     /// status, against `PlaidError`.
     async fn call(&mut self, path: &str, body: Value) -> Value {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("PLAID-CLIENT-ID", "id")
-            .header("PLAID-SECRET", "secret")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let value: Value = resp.json().await.unwrap();
+        let (status, value) = plaid_post(&format!("{}{path}", self.base), body).await;
         let schema = if status == 200 {
             self.spec["paths"][path]["post"]["responses"]["200"]["content"]["application/json"]["schema"].clone()
         } else {
@@ -171,7 +161,7 @@ async fn simulator_responses_match_plaids_openapi_spec() {
     let mut c = Checker {
         spec: spec(),
         base: server.base_url.clone(),
-        http: reqwest::Client::new(),
+
         checked: Vec::new(),
     };
 
@@ -248,7 +238,7 @@ async fn simulator_responses_match_plaids_openapi_spec() {
         json!({ "access_token": token, "webhook_code": "DEFAULT_UPDATE" }),
     )
     .await;
-    let jwk_kid = sim_kid(&c).await;
+    let jwk_kid = sim.webhook_key_id();
     c.call(
         "/webhook_verification_key/get",
         json!({ "key_id": jwk_kid }),
@@ -274,63 +264,6 @@ async fn simulator_responses_match_plaids_openapi_spec() {
     )
     .await;
     assert!(c.checked.len() >= 20, "{:?}", c.checked);
-}
-
-/// The signing key's id, from a webhook the simulator sends.
-async fn sim_kid(c: &Checker) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/k", listener.local_addr().unwrap());
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1);
-    tokio::spawn(async move {
-        let app = axum::Router::new().route(
-            "/k",
-            axum::routing::post(move |headers: axum::http::HeaderMap| {
-                let tx = tx.clone();
-                async move {
-                    let jwt = headers["plaid-verification"].to_str().unwrap().to_string();
-                    let _ = tx
-                        .send(jsonwebtoken::decode_header(&jwt).unwrap().kid.unwrap())
-                        .await;
-                    "ok"
-                }
-            }),
-        );
-        axum::serve(listener, app).await.unwrap()
-    });
-    let resp = c
-        .http
-        .post(format!("{}/sandbox/public_token/create", c.base))
-        .header("PLAID-CLIENT-ID", "id")
-        .header("PLAID-SECRET", "secret")
-        .json(&json!({ "institution_id": "ins_109512", "initial_products": ["transactions"], "options": { "webhook": url } }))
-        .send()
-        .await
-        .unwrap();
-    let p: Value = resp.json().await.unwrap();
-    let ex: Value = c
-        .http
-        .post(format!("{}/item/public_token/exchange", c.base))
-        .header("PLAID-CLIENT-ID", "id")
-        .header("PLAID-SECRET", "secret")
-        .json(&json!({ "public_token": p["public_token"] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    c.http
-        .post(format!("{}/sandbox/item/fire_webhook", c.base))
-        .header("PLAID-CLIENT-ID", "id")
-        .header("PLAID-SECRET", "secret")
-        .json(&json!({ "access_token": ex["access_token"], "webhook_code": "NEW_ACCOUNTS_AVAILABLE" }))
-        .send()
-        .await
-        .unwrap();
-    tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
-        .await
-        .unwrap()
-        .unwrap()
 }
 
 #[test]

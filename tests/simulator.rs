@@ -8,22 +8,10 @@ use axum::http::HeaderMap;
 use finq_connectors::plaid::PlaidClient;
 use finq_connectors::plaid::sync::{SyncError, SyncSettings, sync_item};
 use finq_connectors::sim::{Faults, SimConfig, Simulator};
-use finq_e2e::SimBank;
+use finq_e2e::{SimBank, plaid_post as post, sandbox_item};
 use serde_json::{Value, json};
 use sha2::Digest;
 use sqlx::PgPool;
-
-async fn post(url: &str, body: Value) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(url)
-        .header("PLAID-CLIENT-ID", "id")
-        .header("PLAID-SECRET", "secret")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
-}
 
 /// A webhook receiver that keeps what it gets.
 async fn receiver() -> (String, Arc<Mutex<Vec<(HeaderMap, Bytes)>>>) {
@@ -235,19 +223,8 @@ async fn faults_and_the_per_item_limit() {
     });
     let server = sim.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let base = server.base_url.clone();
-    let item = sim.create_item("ins_109508", None);
-    let _ = item;
-    let (_, p) = post(
-        &format!("{base}/sandbox/public_token/create"),
-        json!({ "institution_id": "ins_109508", "initial_products": ["transactions"] }),
-    )
-    .await;
-    let (_, ex) = post(
-        &format!("{base}/item/public_token/exchange"),
-        json!({ "public_token": p["public_token"] }),
-    )
-    .await;
-    let token = ex["access_token"].as_str().unwrap();
+    let (_, token) = sandbox_item(&base, "ins_109508", None).await;
+    let token = token.as_str();
 
     let resp = reqwest::Client::new()
         .post(format!("{base}/sim/faults"))
@@ -496,16 +473,8 @@ async fn webhooks_are_signed_as_plaid_signs_them() {
     });
     let server = sim.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let base = server.base_url.clone();
-    let (_, p) = post(&format!("{base}/sandbox/public_token/create"), json!({
-        "institution_id": "ins_109508", "initial_products": ["transactions"], "options": { "webhook": hook }
-    }))
-    .await;
-    let (_, ex) = post(
-        &format!("{base}/item/public_token/exchange"),
-        json!({ "public_token": p["public_token"] }),
-    )
-    .await;
-    let token = ex["access_token"].as_str().unwrap();
+    let (item_id, token) = sandbox_item(&base, "ins_109508", Some(&hook)).await;
+    let token = token.as_str();
 
     // Nothing fires before the first /transactions/sync call.
     sim.advance(1);
@@ -568,7 +537,7 @@ async fn webhooks_are_signed_as_plaid_signs_them() {
         assert_eq!(claims["request_body_sha256"], digest);
         assert!((chrono::Utc::now().timestamp() - claims["iat"].as_i64().unwrap()).abs() < 300);
         let payload: Value = serde_json::from_str(text).unwrap();
-        assert_eq!(payload["item_id"], ex["item_id"]);
+        assert_eq!(payload["item_id"], item_id);
     }
     let (status, e) = post(
         &format!("{base}/webhook_verification_key/get"),

@@ -4,6 +4,7 @@
 //!   and not, `/api/tags`, `/api/show`, `/api/version`) that records what finq sends.
 //! - [`SimBank`]: the Plaid simulator on a loopback port with a client and a vault.
 //! - [`db_fingerprint`]: a digest of every Plaid row, to prove "nothing changed".
+//! - [`plaid_post`], [`sandbox_item`]: raw calls to the simulator as a Plaid client makes them.
 
 use std::sync::{Arc, Mutex};
 
@@ -224,4 +225,41 @@ pub async fn db_fingerprint(pool: &sqlx::PgPool) -> String {
     .fetch_one(pool)
     .await
     .unwrap()
+}
+
+/// POST a Plaid request with credentials in the headers: (HTTP status, JSON body).
+pub async fn plaid_post(url: &str, body: Value) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .header("PLAID-CLIENT-ID", "id")
+        .header("PLAID-SECRET", "secret")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+/// A new item through the sandbox flow: (item id, access token).
+pub async fn sandbox_item(
+    base: &str,
+    institution: &str,
+    webhook: Option<&str>,
+) -> (String, String) {
+    let (status, p) = plaid_post(
+        &format!("{base}/sandbox/public_token/create"),
+        json!({ "institution_id": institution, "initial_products": ["transactions"], "options": { "webhook": webhook } }),
+    )
+    .await;
+    assert_eq!(status, 200, "{p}");
+    let (status, ex) = plaid_post(
+        &format!("{base}/item/public_token/exchange"),
+        json!({ "public_token": p["public_token"] }),
+    )
+    .await;
+    assert_eq!(status, 200, "{ex}");
+    (
+        ex["item_id"].as_str().unwrap().to_string(),
+        ex["access_token"].as_str().unwrap().to_string(),
+    )
 }

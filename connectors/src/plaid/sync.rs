@@ -400,19 +400,9 @@ async fn write_transactions(
         buf.push('\n');
     }
     let statement = format!("COPY finq_stage (seq, {STAGE_COLUMNS}) FROM STDIN");
-    let t = Instant::now();
     let mut copy = tx.copy_in_raw(&statement).await?;
-    let t1 = t.elapsed();
     copy.send(buf.into_bytes()).await?;
-    let t2 = t.elapsed();
     copy.finish().await?;
-    tracing::trace!(
-        rows = txns.len(),
-        begin_us = t1.as_micros() as u64,
-        send_us = t2.as_micros() as u64,
-        total_us = t.elapsed().as_micros() as u64,
-        "copy"
-    );
     Ok(())
 }
 

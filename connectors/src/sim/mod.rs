@@ -482,6 +482,11 @@ impl Simulator {
         }
     }
 
+    /// The `kid` of the key that signs this simulator's webhooks.
+    pub fn webhook_key_id(&self) -> String {
+        self.lock().signer.kid.clone()
+    }
+
     pub fn faults(&self) -> Faults {
         self.lock().config.faults.clone()
     }
