@@ -285,3 +285,230 @@ async fn plaid_errors_are_kept_on_the_item_and_cleared_on_success(pool: PgPool) 
             .unwrap();
     assert_eq!(code, None);
 }
+
+/// A minimal Plaid that answers `/transactions/sync` from the given pages: page 0 for no
+/// cursor, page N for cursor `cN`.
+async fn scripted_plaid(pages: Vec<serde_json::Value>) -> String {
+    let pages = std::sync::Arc::new(pages);
+    let app = axum::Router::new().route(
+        "/transactions/sync",
+        axum::routing::post(move |axum::Json(req): axum::Json<serde_json::Value>| {
+            let pages = pages.clone();
+            async move {
+                let n = req["cursor"]
+                    .as_str()
+                    .map_or(0, |c| c.trim_start_matches('c').parse::<usize>().unwrap());
+                axum::Json(pages[n].clone())
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+fn scripted_page(added: serde_json::Value, cursor: &str, has_more: bool) -> serde_json::Value {
+    serde_json::json!({
+        "transactions_update_status": "HISTORICAL_UPDATE_COMPLETE",
+        "accounts": [], "added": added, "modified": [], "removed": [],
+        "next_cursor": cursor, "has_more": has_more, "request_id": "r"
+    })
+}
+
+fn scripted_txn(id: &str, amount: f64, name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "transaction_id": id, "account_id": "acc", "amount": amount,
+        "iso_currency_code": "USD", "unofficial_currency_code": null,
+        "date": "2026-11-02", "authorized_date": null, "authorized_datetime": null,
+        "datetime": "2026-11-02T10:15:00Z", "name": name, "merchant_name": null,
+        "payment_channel": "in store", "pending": false, "pending_transaction_id": null,
+        "account_owner": null, "transaction_code": null,
+        "location": { "city": null }, "counterparties": [],
+        "personal_finance_category": { "primary": "FOOD_AND_DRINK", "detailed": "FOOD_AND_DRINK_COFFEE", "confidence_level": "HIGH" }
+    })
+}
+
+/// An item row for a scripted Plaid (the sync reads the sealed token from it).
+async fn scripted_item(pool: &PgPool, vault: &TokenVault, item: &str) {
+    let sealed = vault.seal(item, &secrecy::SecretString::from("access-scripted"));
+    sqlx::query(
+        "INSERT INTO plaid_items (item_id, user_id, institution_id, institution_name, access_token_enc, environment)
+         VALUES ($1, 1, 'ins_scripted', 'Scripted Bank', $2, 'sandbox')",
+    )
+    .bind(item)
+    .bind(sealed)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+#[sqlx::test(migrator = "finq_core::MIGRATOR")]
+async fn a_transaction_sent_twice_in_a_first_update_is_stored_once_in_its_latest_version(
+    pool: PgPool,
+) {
+    // Plaid collapses an update, but should a transaction still come twice (here on two
+    // pages of the item's first update, which is bulk-loaded), the latest version wins.
+    let url = scripted_plaid(vec![
+        scripted_page(
+            serde_json::json!([
+                scripted_txn("tx-a", 1.0, "Café\tTab"),
+                scripted_txn("tx-b", 2.0, "B")
+            ]),
+            "c1",
+            true,
+        ),
+        scripted_page(
+            serde_json::json!([scripted_txn("tx-a", 3.25, "Café\tTab, corrected")]),
+            "c2",
+            false,
+        ),
+    ])
+    .await;
+    let client =
+        finq_connectors::plaid::PlaidClient::new(&url, "id", secrecy::SecretString::from("secret"));
+    let vault = TokenVault::from_key(&[7u8; 32]);
+    scripted_item(&pool, &vault, "item-scripted").await;
+    let outcome = sync_item(
+        &pool,
+        &client,
+        &vault,
+        "item-scripted",
+        SyncSettings::default(),
+        &quiet,
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.added, 3);
+    let rows: Vec<(String, Decimal, String)> = sqlx::query_as(
+        "SELECT plaid_transaction_id, amount, name FROM plaid_transactions ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "tx-a".to_string(),
+                Decimal::new(325, 2),
+                "Café\tTab, corrected".to_string()
+            ),
+            ("tx-b".to_string(), Decimal::new(200, 2), "B".to_string()),
+        ]
+    );
+    let cursor: String = sqlx::query_scalar("SELECT cursor FROM sync_cursors")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(cursor, "c2");
+}
+
+#[sqlx::test(migrator = "finq_core::MIGRATOR")]
+async fn removing_an_item_drops_its_transactions_and_nothing_else(pool: PgPool) {
+    let bank = SimBank::start(3, 300).await;
+    let kept = bank.link(&pool).await;
+    sync(&bank, &pool, &kept, 500).await;
+    let removed = {
+        // A second institution, so two items have partitions.
+        let item = finq_connectors::plaid::link::link_sandbox_institution(
+            &pool,
+            &bank.client,
+            &bank.vault,
+            "ins_109512",
+            "sim",
+            |_| None,
+        )
+        .await
+        .unwrap()
+        .item_id;
+        sync(&bank, &pool, &item, 500).await;
+        item
+    };
+    let partitions = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'plaid_transactions'::regclass",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(partitions().await, 2);
+    let kept_rows = stored(&pool, &kept).await;
+    assert_eq!(kept_rows.len(), 300);
+
+    let mut conn = pool.acquire().await.unwrap();
+    finq_connectors::plaid::link::delete_item(&mut conn, &removed)
+        .await
+        .unwrap();
+    assert_eq!(partitions().await, 1);
+    assert!(stored(&pool, &removed).await.is_empty());
+    assert_eq!(stored(&pool, &kept).await, kept_rows);
+
+    // A plain DELETE of the item (as a cascade from its user would) drops its rows too.
+    sqlx::query("DELETE FROM plaid_items WHERE item_id = $1")
+        .bind(&kept)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(partitions().await, 0);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM plaid_transactions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[sqlx::test(migrations = false)]
+async fn partitioning_keeps_the_transactions_stored_before_it(pool: PgPool) {
+    // The schema before plaid_transactions was partitioned by item, with rows of two items.
+    let all = &finq_core::MIGRATOR;
+    let before = sqlx::migrate::Migrator::with_migrations(
+        all.iter()
+            .take_while(|m| !m.description.contains("partitioned by item"))
+            .cloned()
+            .collect(),
+    );
+    assert!(before.iter().count() < all.iter().count());
+    before.run(&pool).await.unwrap();
+    for item in ["item-1", "item-'2"] {
+        sqlx::query(
+            "INSERT INTO plaid_items (item_id, user_id, institution_id, access_token_enc, environment)
+             VALUES ($1, 1, 'ins', '\\x00', 'sim')",
+        )
+        .bind(item)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO plaid_transactions (plaid_transaction_id, item_id, account_id, amount, date, name, pending, notes)
+         SELECT 'tx' || g, CASE WHEN g % 3 = 0 THEN 'item-1' ELSE 'item-''2' END, 'acc', g, '2026-01-01', 'n', false,
+                CASE WHEN g = 7 THEN 'a note' END
+         FROM generate_series(1, 90) g",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let fingerprint = "SELECT md5(string_agg(t::text, '|' ORDER BY plaid_transaction_id)) FROM (
+        SELECT plaid_transaction_id, item_id, account_id, amount, date, name, pending, notes, created_at
+        FROM plaid_transactions) t";
+    let old: String = sqlx::query_scalar(fingerprint)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+
+    all.run(&pool).await.unwrap();
+    let new: String = sqlx::query_scalar(fingerprint)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(new, old);
+    let partitions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_inherits WHERE inhparent = 'plaid_transactions'::regclass",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(partitions, 2);
+}

@@ -68,10 +68,11 @@ pub async fn run(transactions: usize, seed: u64) -> Result<ExitCode> {
         }
     }
     if !stale.is_empty() {
-        sqlx::query("DELETE FROM plaid_items WHERE item_id = ANY($1)")
-            .bind(&stale)
-            .execute(&app.pool)
-            .await?;
+        let mut tx = app.pool.begin().await?;
+        for item in &stale {
+            finq_connectors::plaid::link::delete_item(&mut tx, item).await?;
+        }
+        tx.commit().await?;
         eprintln!(
             "      removed {} earlier demo connection(s) made with other options",
             stale.len()

@@ -166,10 +166,9 @@ pub async fn remove(app: &App, item_id: &str, yes: bool) -> Result<ExitCode> {
     .await;
     conns.stop().await;
     outcome?;
-    sqlx::query("DELETE FROM plaid_items WHERE item_id = $1")
-        .bind(item_id)
-        .execute(&app.pool)
-        .await?;
+    let mut tx = app.pool.begin().await?;
+    finq_connectors::plaid::link::delete_item(&mut tx, item_id).await?;
+    tx.commit().await?;
     let report = crate::pipeline::run(app, crate::pipeline::Steps::DeriveOnly, None, false).await?;
     println!(
         "Removed {} (item {item_id}) and its {n} transactions.",

@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+pub use axum::body::Bytes;
 
 use super::types::*;
 
@@ -24,7 +27,8 @@ pub enum PlaidApiError {
     Plaid {
         path: String,
         status: u16,
-        error: PlaidError,
+        // Boxed: keeps every `Result` carrying this error small.
+        error: Box<PlaidError>,
     },
     #[error("Plaid {path} answered HTTP {status} with a body finq cannot read: {message}")]
     Decode {
@@ -154,6 +158,17 @@ impl PlaidClient {
         path: &str,
         body: &Req,
     ) -> Result<Resp, PlaidApiError> {
+        let (status, bytes) = self.call_raw(path, body).await?;
+        decode(path, status, &bytes)
+    }
+
+    /// A call with retries whose successful body is returned undecoded (with its status),
+    /// for callers that decode it themselves (borrowing from it).
+    pub async fn call_raw<Req: Serialize>(
+        &self,
+        path: &str,
+        body: &Req,
+    ) -> Result<(u16, Bytes), PlaidApiError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -170,11 +185,11 @@ impl PlaidClient {
         }
     }
 
-    async fn call_once<Req: Serialize, Resp: DeserializeOwned>(
+    async fn call_once<Req: Serialize>(
         &self,
         path: &str,
         body: &Req,
-    ) -> Result<Resp, PlaidApiError> {
+    ) -> Result<(u16, Bytes), PlaidApiError> {
         let url = format!("{}{}", self.base_url, path);
         let resp = self
             .http
@@ -198,24 +213,19 @@ impl PlaidClient {
                 source,
             })?;
         if (200..300).contains(&status) {
-            serde_json::from_slice(&bytes).map_err(|e| PlaidApiError::Decode {
+            return Ok((status, bytes));
+        }
+        match serde_json::from_slice::<PlaidError>(&bytes) {
+            Ok(error) => Err(PlaidApiError::Plaid {
                 path: path.to_string(),
                 status,
-                message: e.to_string(),
-            })
-        } else {
-            match serde_json::from_slice::<PlaidError>(&bytes) {
-                Ok(error) => Err(PlaidApiError::Plaid {
-                    path: path.to_string(),
-                    status,
-                    error,
-                }),
-                Err(_) => Err(PlaidApiError::Decode {
-                    path: path.to_string(),
-                    status,
-                    message: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
-                }),
-            }
+                error: Box::new(error),
+            }),
+            Err(_) => Err(PlaidApiError::Decode {
+                path: path.to_string(),
+                status,
+                message: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
+            }),
         }
     }
 
@@ -298,6 +308,20 @@ impl PlaidClient {
         cursor: Option<&str>,
         count: i64,
     ) -> Result<TransactionsSyncResponse, PlaidApiError> {
+        let (status, body) = self
+            .transactions_sync_body(access_token, cursor, count)
+            .await?;
+        decode("/transactions/sync", status, &body)
+    }
+
+    /// `/transactions/sync`, its body undecoded: the sync decodes it with
+    /// [`decode`] into a [`SyncPage`](super::types::SyncPage) that borrows from it.
+    pub async fn transactions_sync_body(
+        &self,
+        access_token: &SecretString,
+        cursor: Option<&str>,
+        count: i64,
+    ) -> Result<(u16, Bytes), PlaidApiError> {
         let req = TransactionsSyncRequest {
             access_token: access_token.expose_secret().to_string(),
             cursor: cursor.filter(|c| !c.is_empty()).map(str::to_string),
@@ -307,8 +331,21 @@ impl PlaidClient {
                 ..Default::default()
             }),
         };
-        self.call("/transactions/sync", &req).await
+        self.call_raw("/transactions/sync", &req).await
     }
+}
+
+/// Decode a successful answer of `path`.
+pub fn decode<'a, T: Deserialize<'a>>(
+    path: &str,
+    status: u16,
+    bytes: &'a [u8],
+) -> Result<T, PlaidApiError> {
+    serde_json::from_slice(bytes).map_err(|e| PlaidApiError::Decode {
+        path: path.to_string(),
+        status,
+        message: e.to_string(),
+    })
 }
 
 fn token_request(access_token: &SecretString) -> AccessTokenRequest {

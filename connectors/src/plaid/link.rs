@@ -4,7 +4,7 @@
 use finq_core::LOCAL_USER_ID;
 use finq_core::vault::TokenVault;
 use secrecy::SecretString;
-use sqlx::{PgPool, Postgres, Transaction as PgTx};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction as PgTx};
 
 use super::client::{PlaidApiError, PlaidClient};
 use super::types::AccountBase;
@@ -210,9 +210,16 @@ async fn replace_item(
     .execute(&mut **tx)
     .await?
     .rows_affected();
-    sqlx::query("DELETE FROM plaid_items WHERE item_id = $1")
-        .bind(old_item)
-        .execute(&mut **tx)
-        .await?;
+    delete_item(tx, old_item).await?;
     Ok(kept)
+}
+
+/// Delete an item's local data: its transactions (their partition is dropped whole, by a
+/// trigger), accounts, cursor and sync history. Plaid is not told; see `/item/remove`.
+pub async fn delete_item(conn: &mut PgConnection, item_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM plaid_items WHERE item_id = $1")
+        .bind(item_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }

@@ -19,9 +19,9 @@ use secrecy::SecretString;
 use serde::Serialize;
 use sqlx::{PgPool, Postgres, Row, Transaction as PgTx};
 
-use super::client::{PlaidApiError, PlaidClient};
+use super::client::{Bytes, PlaidApiError, PlaidClient, decode};
 use super::link::upsert_accounts;
-use super::types::Transaction;
+use super::types::{SyncPage, SyncTransaction};
 
 pub const MUTATION_ERROR: &str = "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION";
 
@@ -35,6 +35,8 @@ pub enum SyncError {
     Vault(#[from] VaultError),
     #[error("database error during sync: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("Plaid sent transaction {id} that finq cannot store: {reason}")]
+    BadTransaction { id: String, reason: String },
     #[error("Plaid's data kept changing during pagination ({0} restarts); try again in a minute")]
     TooManyRestarts(u32),
 }
@@ -132,6 +134,15 @@ pub async fn sync_item(
                 .bind(item_id)
                 .execute(&mut *tx)
                 .await?;
+            // Hold the item's row: an item removed meanwhile is not synced, and its removal
+            // (which drops the item's partition) waits for this update to end.
+            let exists = sqlx::query("SELECT 1 FROM plaid_items WHERE item_id = $1 FOR KEY SHARE")
+                .bind(item_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                return Err(SyncError::UnknownItem(item_id.to_string()));
+            }
             // Read the cursor under the lock: a sync that held it before us may have moved it.
             let start: Option<String> =
                 sqlx::query_scalar("SELECT cursor FROM sync_cursors WHERE item_id = $1")
@@ -139,28 +150,49 @@ pub async fn sync_item(
                     .fetch_optional(&mut *tx)
                     .await?;
             cursor_before = start.clone();
-            // An item with no rows yet (its first real update) is written straight into the
-            // table; otherwise pages go through a staging table and are merged at the end.
-            let empty: bool = sqlx::query_scalar(
-                "SELECT NOT EXISTS (SELECT 1 FROM plaid_transactions WHERE item_id = $1)",
-            )
-            .bind(item_id)
-            .fetch_one(&mut *tx)
-            .await?;
-            let mode = if empty && !force_staged { WriteMode::Direct } else { WriteMode::Staged };
-            sqlx::query(
-                "CREATE TEMP TABLE finq_stage (seq bigint NOT NULL, plaid_transaction_id text NOT NULL,
-                     account_id text NOT NULL, amount numeric(12,2) NOT NULL, iso_currency_code text,
-                     unofficial_currency_code text, date date NOT NULL, authorized_date date, datetime timestamptz,
-                     name text NOT NULL, merchant_name text, payment_channel text, pending boolean NOT NULL,
-                     pending_transaction_id text, plaid_category text, plaid_detailed_category text,
-                     plaid_category_confidence text) ON COMMIT DROP",
-            )
-            .execute(&mut *tx)
-            .await?;
-            match pull_update(&mut tx, client, &item.token, item_id, start, settings, &mut outcome, progress).await {
-                Ok((final_cursor, removed)) => {
-                    finish_update(&mut tx, item_id, &final_cursor, mode, &removed).await?;
+            // An item's first update (no partition yet) is loaded into a fresh table that
+            // becomes its partition; later updates go through a staging table and are merged.
+            let has_partition: bool = sqlx::query_scalar("SELECT finq_tx_partition_exists($1)")
+                .bind(item_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let mode = if !has_partition && !force_staged {
+                WriteMode::Direct
+            } else {
+                WriteMode::Staged
+            };
+            let mut table = String::new();
+            match mode {
+                WriteMode::Direct => {
+                    table = sqlx::query_scalar("SELECT finq_tx_partition_begin($1)")
+                        .bind(item_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                }
+                WriteMode::Staged => {
+                    if !has_partition {
+                        sqlx::query("SELECT finq_tx_partition_begin($1), finq_tx_partition_attach($1)")
+                            .bind(item_id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "CREATE TEMP TABLE finq_stage (seq bigint NOT NULL, {STAGE_TABLE_COLUMNS}) ON COMMIT DROP"
+                    )))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            let target = RowWriter::new(mode, item_id, &table);
+            let applied = match pull_update(&mut tx, client, &item.token, target, start, settings, &mut outcome, progress).await {
+                Ok((final_cursor, removed, rows)) => finish_update(&mut tx, item_id, &final_cursor, mode, rows, &removed)
+                    .await
+                    .map(|()| final_cursor)
+                    .map_err(SyncError::from),
+                Err(e) => Err(e),
+            };
+            match applied {
+                Ok(final_cursor) => {
                     tx.commit().await?;
                     cursor_after = Some(final_cursor);
                     // Not ready yet: poll again shortly rather than report an empty bank.
@@ -254,81 +286,180 @@ pub async fn sync_item(
     result.map(|()| outcome)
 }
 
+/// `/transactions/sync` pages fetched ahead of the writer: each page's cursor is read as
+/// soon as it arrives and the next request goes out at once, while earlier pages are still
+/// being decoded and stored. Pages wait in a small bounded queue (memory stays flat).
+fn fetch_ahead(
+    client: &PlaidClient,
+    token: &SecretString,
+    start: Option<String>,
+    count: i64,
+) -> (PageQueue, tokio::task::JoinHandle<()>) {
+    /// Just what the next request needs; the rest of the page is skipped, not built.
+    #[derive(serde::Deserialize)]
+    struct Next {
+        next_cursor: Option<String>,
+        has_more: bool,
+    }
+    let (pages, rx) = tokio::sync::mpsc::channel(4);
+    let (client, token) = (client.clone(), token.clone());
+    let task = tokio::spawn(async move {
+        let mut cursor = start;
+        loop {
+            let page = async {
+                let (status, body) = client
+                    .transactions_sync_body(&token, cursor.as_deref(), count)
+                    .await?;
+                let next: Next = decode(SYNC_PATH, status, &body)?;
+                Ok((status, body, next))
+            }
+            .await;
+            match page {
+                Ok((status, body, next)) => {
+                    // A closed queue: the writer gave up on this update.
+                    if pages.send(Ok((status, body))).await.is_err() || !next.has_more {
+                        return;
+                    }
+                    cursor = next.next_cursor;
+                }
+                Err(e) => {
+                    let _ = pages.send(Err(e)).await;
+                    return;
+                }
+            }
+        }
+    });
+    (rx, task)
+}
+
+const SYNC_PATH: &str = "/transactions/sync";
+
+/// Fetched pages (HTTP status and body) or the error that ended fetching.
+type PageQueue = tokio::sync::mpsc::Receiver<Result<(u16, Bytes), PlaidApiError>>;
+
 #[allow(clippy::too_many_arguments)]
 async fn pull_update(
     tx: &mut PgTx<'_, Postgres>,
     client: &PlaidClient,
     token: &SecretString,
-    item_id: &str,
+    mut rows: RowWriter<'_>,
     start: Option<String>,
     settings: SyncSettings,
     outcome: &mut SyncOutcome,
     progress: &(dyn Fn(SyncProgress) + Send + Sync),
-) -> Result<(String, Vec<String>), SyncError> {
-    let mut seq = 0i64;
+) -> Result<(String, Vec<String>, u64), SyncError> {
+    let item_id = rows.item_id;
+    let (mut pages, fetcher) = fetch_ahead(client, token, start, settings.page_size);
+    // Stop fetching whatever way this function ends.
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _fetcher = AbortOnDrop(fetcher);
+    let mut next = async || {
+        pages
+            .recv()
+            .await
+            .expect("the page fetcher sends a last page or an error before it stops")
+    };
     // Only ids: removals are applied at the end of the update (see finish_update).
     let mut removed = Vec::new();
     let (mut fetch_wait, mut write) = (Duration::ZERO, Duration::ZERO);
-    let fetch = |cursor: Option<String>| {
-        let (client, token) = (client.clone(), token.clone());
-        let count = settings.page_size;
-        tokio::spawn(async move {
-            client
-                .transactions_sync(&token, cursor.as_deref(), count)
-                .await
-        })
-    };
-    let mut next_page = Some(fetch(start));
-    while let Some(pending) = next_page.take() {
-        let t = Instant::now();
-        let page = pending.await.expect("the page fetch task panicked")?;
-        fetch_wait += t.elapsed();
-        // Fetch the next page while this one is written.
-        if page.has_more {
-            next_page = Some(fetch(page.next_cursor.clone()));
-        }
-        let t = Instant::now();
-        if outcome.pages == 0 {
-            // Balances come with every page; the first page's are enough.
-            upsert_accounts(tx, item_id, &page.accounts).await?;
-        }
-        write_transactions(tx, &page.added, &mut seq).await?;
-        write_transactions(tx, &page.modified, &mut seq).await?;
-        removed.extend(page.removed.iter().map(|r| r.transaction_id.clone()));
-        write += t.elapsed();
-        outcome.added += page.added.len() as u64;
-        outcome.modified += page.modified.len() as u64;
-        outcome.removed += page.removed.len() as u64;
-        outcome.pages += 1;
-        outcome.update_status = page.transactions_update_status;
-        progress(SyncProgress {
-            pages: outcome.pages,
-            changes: outcome.added + outcome.modified + outcome.removed,
-        });
-        if !page.has_more {
-            tracing::debug!(
-                item_id,
-                pages = outcome.pages,
-                fetch_wait_ms = fetch_wait.as_millis() as u64,
-                write_ms = write.as_millis() as u64,
-                "update pulled"
-            );
-            return Ok((page.next_cursor.unwrap_or_default(), removed));
+    let t = Instant::now();
+    let (mut status, mut body) = next().await?;
+    fetch_wait += t.elapsed();
+    // Balances come with every page; the first page's are enough.
+    #[derive(serde::Deserialize)]
+    struct Accounts {
+        accounts: Vec<super::types::AccountBase>,
+    }
+    let first: Accounts = decode(SYNC_PATH, status, &body)?;
+    upsert_accounts(tx, item_id, &first.accounts).await?;
+    // Every page's rows go into one COPY that stays open for the whole update: PostgreSQL
+    // stores a page while the next ones are fetched and decoded.
+    let mut copy = tx.copy_in_raw(&rows.copy_statement()).await?;
+    let result = async {
+        loop {
+            let t = Instant::now();
+            let page: SyncPage<'_> = decode(SYNC_PATH, status, &body)?;
+            let mut buf = String::with_capacity((page.added.len() + page.modified.len()) * 256);
+            for t in page.added.iter().chain(&page.modified) {
+                rows.write(&mut buf, t)?;
+            }
+            if !buf.is_empty() {
+                copy.send(buf.into_bytes()).await?;
+            }
+            removed.extend(page.removed.iter().map(|r| r.transaction_id.clone()));
+            write += t.elapsed();
+            outcome.added += page.added.len() as u64;
+            outcome.modified += page.modified.len() as u64;
+            outcome.removed += page.removed.len() as u64;
+            outcome.pages += 1;
+            outcome.update_status = page.transactions_update_status;
+            progress(SyncProgress {
+                pages: outcome.pages,
+                changes: outcome.added + outcome.modified + outcome.removed,
+            });
+            if !page.has_more {
+                return Ok::<_, SyncError>(page.next_cursor.unwrap_or_default());
+            }
+            let t = Instant::now();
+            (status, body) = next().await?;
+            fetch_wait += t.elapsed();
         }
     }
-    unreachable!("the loop returns on the page without more")
+    .await;
+    let cursor = match result {
+        Ok(cursor) => {
+            let t = Instant::now();
+            copy.finish().await?;
+            write += t.elapsed();
+            cursor
+        }
+        Err(e) => {
+            // Leave the connection usable for the rollback.
+            let _ = copy.abort("finq: the update is abandoned").await;
+            return Err(e);
+        }
+    };
+    tracing::debug!(
+        item_id,
+        pages = outcome.pages,
+        fetch_wait_ms = fetch_wait.as_millis() as u64,
+        decode_and_write_ms = write.as_millis() as u64,
+        "update pulled"
+    );
+    Ok((cursor, removed, rows.count))
 }
 
-/// Columns of the per-update staging table, in COPY order (after `seq`).
+/// The stored columns, in COPY order (after the leading `seq` or `item_id`).
 const STAGE_COLUMNS: &str = "plaid_transaction_id, account_id, amount, iso_currency_code, unofficial_currency_code, \
      date, authorized_date, datetime, name, merchant_name, payment_channel, pending, pending_transaction_id, \
      plaid_category, plaid_detailed_category, plaid_category_confidence";
+
+/// The staging table's columns, after `seq`.
+const STAGE_TABLE_COLUMNS: &str = "plaid_transaction_id text NOT NULL,
+     account_id text NOT NULL, amount numeric(12,2) NOT NULL, iso_currency_code text,
+     unofficial_currency_code text, date date NOT NULL, authorized_date date, datetime timestamptz,
+     name text NOT NULL, merchant_name text, payment_channel text, pending boolean NOT NULL,
+     pending_transaction_id text, plaid_category text, plaid_detailed_category text,
+     plaid_category_confidence text";
 
 /// Append one value in COPY text format.
 fn copy_field(out: &mut String, value: Option<&str>) {
     match value {
         None => out.push_str("\\N"),
         Some(v) => {
+            // Most values need no escaping: copy them whole.
+            if !v
+                .bytes()
+                .any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+            {
+                out.push_str(v);
+                return;
+            }
             for c in v.chars() {
                 match c {
                     '\\' => out.push_str("\\\\"),
@@ -342,88 +473,108 @@ fn copy_field(out: &mut String, value: Option<&str>) {
     }
 }
 
-/// How the staged rows of an update reach `plaid_transactions`.
+/// How the rows of an update reach `plaid_transactions`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum WriteMode {
-    /// The item has no rows yet: one plain INSERT, in key order (cheap on the indexes).
+    /// The item's first update: COPY into a fresh table, indexed and attached as the item's
+    /// partition at the end (see `finq_tx_partition_attach`).
     Direct,
-    /// Insert or update by Plaid's id.
+    /// COPY into a staging table, then insert or update by Plaid's id.
     Staged,
 }
 
-/// Stream a page's added/modified transactions into the update's staging table with COPY,
-/// the cheapest way into PostgreSQL (no indexes there); see [`merge_staged`].
-async fn write_transactions(
-    tx: &mut PgTx<'_, Postgres>,
-    txns: &[Transaction],
-    seq: &mut i64,
-) -> Result<(), sqlx::Error> {
-    if txns.is_empty() {
-        return Ok(());
+/// Formats transactions as COPY text rows for the update's target table.
+struct RowWriter<'a> {
+    mode: WriteMode,
+    item_id: &'a str,
+    /// The Direct mode's table.
+    table: &'a str,
+    /// Rows written (in Staged mode also the `seq` of the last one).
+    count: u64,
+}
+
+impl<'a> RowWriter<'a> {
+    fn new(mode: WriteMode, item_id: &'a str, table: &'a str) -> Self {
+        RowWriter {
+            mode,
+            item_id,
+            table,
+            count: 0,
+        }
     }
-    let mut buf = String::with_capacity(txns.len() * 200);
-    for t in txns {
-        *seq += 1;
-        buf.push_str(&seq.to_string());
+
+    fn copy_statement(&self) -> String {
+        match self.mode {
+            // FREEZE: the table was created in this transaction, so its rows can be written
+            // already frozen (no later rewrite of every page by VACUUM).
+            WriteMode::Direct => format!(
+                "COPY \"{}\" (item_id, {STAGE_COLUMNS}) FROM STDIN WITH (FREEZE)",
+                self.table
+            ),
+            WriteMode::Staged => format!("COPY finq_stage (seq, {STAGE_COLUMNS}) FROM STDIN"),
+        }
+    }
+
+    fn write(&mut self, buf: &mut String, t: &SyncTransaction<'_>) -> Result<(), SyncError> {
+        use std::fmt::Write;
+        if !t.amount.is_finite() || t.amount.abs() >= 1e10 {
+            return Err(SyncError::BadTransaction {
+                id: t.transaction_id.to_string(),
+                reason: format!("amount {} is out of range", t.amount),
+            });
+        }
+        self.count += 1;
+        match self.mode {
+            WriteMode::Direct => copy_field(buf, Some(self.item_id)),
+            WriteMode::Staged => write!(buf, "{}", self.count).expect("writing to a String"),
+        }
         let pfc = t.personal_finance_category.as_ref();
-        let amount = t.amount.round_dp(2).to_string();
-        let date = t.date.to_string();
-        let auth = t.authorized_date.map(|d| d.to_string());
-        let dt = t.datetime.map(|d| d.to_rfc3339());
         let name = t
             .name
             .as_deref()
             .or(t.merchant_name.as_deref())
             .unwrap_or("(no description)");
-        let fields: [Option<&str>; 16] = [
-            Some(&t.transaction_id),
-            Some(&t.account_id),
-            Some(&amount),
-            t.iso_currency_code.as_deref(),
-            t.unofficial_currency_code.as_deref(),
-            Some(&date),
-            auth.as_deref(),
-            dt.as_deref(),
+        buf.push('\t');
+        copy_field(buf, Some(&t.transaction_id));
+        buf.push('\t');
+        copy_field(buf, Some(&t.account_id));
+        // The shortest text of the double: Plaid's two decimals, exactly.
+        write!(buf, "\t{}\t", t.amount).expect("writing to a String");
+        copy_field(buf, t.iso_currency_code.as_deref());
+        buf.push('\t');
+        copy_field(buf, t.unofficial_currency_code.as_deref());
+        write!(buf, "\t{}\t", t.date).expect("writing to a String");
+        match t.authorized_date {
+            Some(d) => write!(buf, "{d}").expect("writing to a String"),
+            None => buf.push_str("\\N"),
+        }
+        buf.push('\t');
+        match t.datetime {
+            Some(d) => buf.push_str(&d.to_rfc3339()),
+            None => buf.push_str("\\N"),
+        }
+        let rest: [Option<&str>; 8] = [
             Some(name),
             t.merchant_name.as_deref(),
             Some(&t.payment_channel),
             Some(if t.pending { "t" } else { "f" }),
             t.pending_transaction_id.as_deref(),
-            pfc.map(|p| p.primary.as_str()),
-            pfc.map(|p| p.detailed.as_str()),
+            pfc.map(|p| &*p.primary),
+            pfc.map(|p| &*p.detailed),
             pfc.and_then(|p| p.confidence_level.as_deref()),
         ];
-        for f in fields {
+        for f in rest {
             buf.push('\t');
-            copy_field(&mut buf, f);
+            copy_field(buf, f);
         }
         buf.push('\n');
+        Ok(())
     }
-    let statement = format!("COPY finq_stage (seq, {STAGE_COLUMNS}) FROM STDIN");
-    let mut copy = tx.copy_in_raw(&statement).await?;
-    copy.send(buf.into_bytes()).await?;
-    copy.finish().await?;
-    Ok(())
 }
 
 /// Merge the staged rows into `plaid_transactions` (insert or update by Plaid's id).
-async fn merge_staged(
-    tx: &mut PgTx<'_, Postgres>,
-    item_id: &str,
-    mode: WriteMode,
-) -> Result<(), sqlx::Error> {
-    if mode == WriteMode::Direct {
-        // A transaction staged twice fails here (23505) and the update is redone staged.
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO plaid_transactions (item_id, {STAGE_COLUMNS})
-             SELECT $1, {STAGE_COLUMNS} FROM finq_stage ORDER BY plaid_transaction_id"
-        )))
-        .bind(item_id)
-        .execute(&mut **tx)
-        .await?;
-        return Ok(());
-    }
-    const UPSERT: &str = "ON CONFLICT (plaid_transaction_id) DO UPDATE SET
+async fn merge_staged(tx: &mut PgTx<'_, Postgres>, item_id: &str) -> Result<(), sqlx::Error> {
+    const UPSERT: &str = "ON CONFLICT (plaid_transaction_id, item_id) DO UPDATE SET
              account_id = EXCLUDED.account_id, amount = EXCLUDED.amount,
              iso_currency_code = EXCLUDED.iso_currency_code, unofficial_currency_code = EXCLUDED.unofficial_currency_code,
              date = EXCLUDED.date, authorized_date = EXCLUDED.authorized_date, datetime = EXCLUDED.datetime,
@@ -464,9 +615,27 @@ async fn finish_update(
     item_id: &str,
     cursor: &str,
     mode: WriteMode,
+    rows: u64,
     removed: &[String],
 ) -> Result<(), sqlx::Error> {
-    merge_staged(tx, item_id, mode).await?;
+    match mode {
+        // A transaction that came twice fails here on the key (23505); the update is then
+        // redone through staging, which keeps the latest version.
+        WriteMode::Direct if rows > 0 => {
+            sqlx::query("SELECT finq_tx_partition_attach($1)")
+                .bind(item_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        // Nothing to load (Plaid not ready yet): no partition until there are rows.
+        WriteMode::Direct => {
+            sqlx::query("SELECT finq_tx_partition_drop($1)")
+                .bind(item_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        WriteMode::Staged => merge_staged(tx, item_id).await?,
+    }
     // A posted transaction inherits what the user set on the pending one it replaces.
     // Every statement here is driven by the few changed ids (and indexes), never by a scan
     // of the item's history: an incremental update costs what it changes.

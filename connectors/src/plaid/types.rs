@@ -4,6 +4,8 @@
 //! enum-like field is a `String`, kept as it comes. Unknown fields of a transaction are kept
 //! in `extra`. Amounts are exact decimals on our side and JSON numbers on the wire.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -320,6 +322,65 @@ pub struct TransactionsSyncResponse {
     pub next_cursor: Option<String>,
     pub has_more: bool,
     pub request_id: String,
+}
+
+/// One `/transactions/sync` page as the sync reads it: only the fields finq stores, with
+/// strings borrowed from the response body where JSON allows (no escapes), so a page of 500
+/// transactions costs a handful of allocations rather than thousands. Fields finq does not
+/// store (location, counterparties, …) are skipped without being built.
+#[derive(Debug, Deserialize)]
+pub struct SyncPage<'a> {
+    pub transactions_update_status: String,
+    pub accounts: Vec<AccountBase>,
+    #[serde(borrow)]
+    pub added: Vec<SyncTransaction<'a>>,
+    #[serde(borrow)]
+    pub modified: Vec<SyncTransaction<'a>>,
+    pub removed: Vec<RemovedTransaction>,
+    /// The spec says "" when nothing is available yet; the migration guide says null.
+    pub next_cursor: Option<String>,
+    pub has_more: bool,
+}
+
+/// The stored fields of a [`Transaction`], borrowed (see [`SyncPage`]).
+#[derive(Debug, Deserialize)]
+pub struct SyncTransaction<'a> {
+    #[serde(borrow)]
+    pub transaction_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub account_id: Cow<'a, str>,
+    /// Plaid's sign: positive = money out of the account.
+    pub amount: f64,
+    #[serde(borrow, default)]
+    pub iso_currency_code: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub unofficial_currency_code: Option<Cow<'a, str>>,
+    pub date: NaiveDate,
+    #[serde(default)]
+    pub authorized_date: Option<NaiveDate>,
+    #[serde(default)]
+    pub datetime: Option<DateTime<Utc>>,
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub merchant_name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub payment_channel: Cow<'a, str>,
+    pub pending: bool,
+    #[serde(borrow, default)]
+    pub pending_transaction_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub personal_finance_category: Option<SyncCategory<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SyncCategory<'a> {
+    #[serde(borrow)]
+    pub primary: Cow<'a, str>,
+    #[serde(borrow)]
+    pub detailed: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub confidence_level: Option<Cow<'a, str>>,
 }
 
 #[cfg(test)]

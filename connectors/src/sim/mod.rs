@@ -125,6 +125,9 @@ impl SimItem {
         for t in generated.transactions {
             item.upsert(t);
         }
+        // Plaid prepares an item's history before it reports it ready: so does the
+        // simulator, rather than on the first `/transactions/sync` call.
+        item.collapse(0, item.head());
         item
     }
 
@@ -137,7 +140,11 @@ impl SimItem {
         }
     }
 
-    fn upsert(&mut self, t: Transaction) {
+    fn upsert(&mut self, mut t: Transaction) {
+        // Stored as v2 (the taxonomy the simulator generates in), ready to serve as is.
+        if let Some(pfc) = &mut t.personal_finance_category {
+            pfc.version.get_or_insert_with(|| "v2".to_string());
+        }
         let t = Arc::new(t);
         self.account_sums(&t, Decimal::ONE);
         let old = self.current.insert(t.transaction_id.clone(), t.clone());
@@ -183,6 +190,13 @@ impl SimItem {
             && *key == (from, to)
         {
             return list.clone();
+        }
+        // Freeing a large list (a whole history) takes tens of milliseconds: not on this
+        // request's time.
+        if let Some(old) = self.cache.take()
+            && old.1.len() > 10_000
+        {
+            std::thread::spawn(move || drop(old));
         }
         // id -> (appeared in this window, latest version, position of last change)
         let mut seen: HashMap<&str, (bool, Option<&Arc<Transaction>>, usize)> = HashMap::new();
@@ -399,8 +413,8 @@ pub struct Simulator {
 /// What a sync page holds.
 pub struct SyncPage {
     pub status: &'static str,
-    pub added: Vec<Transaction>,
-    pub modified: Vec<Transaction>,
+    pub added: Vec<Arc<Transaction>>,
+    pub modified: Vec<Arc<Transaction>>,
     pub removed: Vec<RemovedTransaction>,
     pub next_cursor: String,
     pub has_more: bool,
@@ -436,14 +450,17 @@ fn decode_cursor(c: &str) -> Result<(usize, usize, usize), CursorError> {
     Ok((from, to, offset))
 }
 
-/// Present a transaction in the PFC version the client asked for (v1 unless "v2").
-pub(crate) fn with_pfc_version(t: &Transaction, v2: bool) -> Transaction {
-    let mut t = t.clone();
+/// Present a transaction in the PFC version the client asked for (v1 unless "v2"). Stored
+/// transactions are v2 already: those are shared, not copied.
+pub(crate) fn with_pfc_version(t: &Arc<Transaction>, v2: bool) -> Arc<Transaction> {
     if v2 {
-        if let Some(pfc) = &mut t.personal_finance_category {
-            pfc.version = Some("v2".to_string());
-        }
-    } else {
+        return t.clone();
+    }
+    let mut t = Transaction::clone(t);
+    if let Some(pfc) = &mut t.personal_finance_category {
+        pfc.version = None;
+    }
+    {
         if let Some(pfc) = &t.personal_finance_category
             && let Some((p, d)) = pfc::find_v2(&pfc.detailed).and_then(|r| r.v1.clone())
         {
@@ -458,7 +475,7 @@ pub(crate) fn with_pfc_version(t: &Transaction, v2: bool) -> Transaction {
             ));
         }
     }
-    t
+    Arc::new(t)
 }
 
 impl Simulator {

@@ -3,6 +3,7 @@
 //! `PlaidError` body with Plaid's status on every failure), plus `/sim/*` controls.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use std::time::{Duration as StdDuration, Instant};
 
@@ -15,8 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{Duration, Utc};
 use rand::Rng;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{CursorError, Faults, Simulator, data, webhook_payload, with_pfc_version};
@@ -556,18 +557,36 @@ async fn transactions_sync(
         ),
     })?;
     let accounts = sim.accounts(&item_id).unwrap_or_default();
-    // Typed, not a JSON tree: pages are large and this is the hot path.
-    Ok(axum::Json(TransactionsSyncResponse {
-        transactions_update_status: page.status.to_string(),
+    // Typed, not a JSON tree, and written once into a buffer of about the right size:
+    // pages are large and this is the hot path.
+    #[derive(Serialize)]
+    struct Body<'a> {
+        transactions_update_status: &'a str,
+        accounts: Vec<crate::plaid::types::AccountBase>,
+        added: Vec<&'a Transaction>,
+        modified: Vec<&'a Transaction>,
+        removed: &'a [crate::plaid::types::RemovedTransaction],
+        next_cursor: &'a str,
+        has_more: bool,
+        request_id: String,
+    }
+    let body = Body {
+        transactions_update_status: page.status,
         accounts,
-        added: page.added,
-        modified: page.modified,
-        removed: page.removed,
-        next_cursor: Some(page.next_cursor),
+        added: page.added.iter().map(|t| &**t).collect(),
+        modified: page.modified.iter().map(|t| &**t).collect(),
+        removed: &page.removed,
+        next_cursor: &page.next_cursor,
         has_more: page.has_more,
         request_id: request_id(),
-    })
-    .into_response())
+    };
+    let mut out = Vec::with_capacity(4096 + (body.added.len() + body.modified.len()) * 1200);
+    serde_json::to_writer(&mut out, &body).expect("serialising to memory cannot fail");
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        out,
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -788,6 +807,9 @@ async fn sim_ground_truth(
 ) -> Result<Response, PlaidErr> {
     let v2 = q.pfc.as_deref() != Some("v1");
     let txns = sim.ground_truth(&item_id).ok_or_else(unknown_item)?;
-    let txns: Vec<Transaction> = txns.iter().map(|t| with_pfc_version(t, v2)).collect();
+    let txns: Vec<Arc<Transaction>> = txns
+        .into_iter()
+        .map(|t| with_pfc_version(&Arc::new(t), v2))
+        .collect();
     Ok(axum::Json(json!({ "item_id": item_id, "transactions": txns })).into_response())
 }
