@@ -83,13 +83,12 @@ BEGIN
 END
 $$;
 
--- Index the loaded table (one sort per index, in memory), attach it as the item's partition
--- and give the planner first statistics (from a small sample: autovacuum refines them later).
--- A transaction that came twice fails here on the key (23505).
+-- Index the loaded table (one sort per index, in memory) and attach it as the item's
+-- partition. A transaction that came twice fails here on the key (23505). The sync runs
+-- VACUUM (ANALYZE) on the partition once the load has committed.
 CREATE FUNCTION finq_tx_partition_attach(item text) RETURNS void
 LANGUAGE plpgsql
 SET maintenance_work_mem = '256MB'
-SET default_statistics_target = 10
 AS $$
 DECLARE
     t text := finq_tx_partition_name(item);
@@ -101,7 +100,6 @@ BEGIN
                    t, t || '_item', item);
     EXECUTE format('ALTER TABLE plaid_transactions ATTACH PARTITION %I FOR VALUES IN (%L)', t, item);
     EXECUTE format('ALTER TABLE %I DROP CONSTRAINT %I', t, t || '_item');
-    EXECUTE format('ANALYZE %I', t);
 END
 $$;
 

@@ -3,6 +3,7 @@
 
 use finq_core::LOCAL_USER_ID;
 use finq_core::vault::TokenVault;
+use rust_decimal::Decimal;
 use secrecy::SecretString;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction as PgTx};
 
@@ -118,48 +119,57 @@ pub async fn upsert_accounts(
     item_id: &str,
     accounts: &[AccountBase],
 ) -> Result<(), sqlx::Error> {
-    for a in accounts {
-        sqlx::query(
-            "INSERT INTO plaid_accounts (account_id, item_id, name, official_name, mask, type, subtype,
-                 current_balance, available_balance, credit_limit, iso_currency_code, unofficial_currency_code)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-             ON CONFLICT (account_id) DO UPDATE SET
-                 name = EXCLUDED.name, official_name = EXCLUDED.official_name, mask = EXCLUDED.mask,
-                 type = EXCLUDED.type, subtype = EXCLUDED.subtype,
-                 current_balance = EXCLUDED.current_balance, available_balance = EXCLUDED.available_balance,
-                 credit_limit = EXCLUDED.credit_limit, iso_currency_code = EXCLUDED.iso_currency_code,
-                 unofficial_currency_code = EXCLUDED.unofficial_currency_code, updated_at = now()",
-        )
-        .bind(&a.account_id)
-        .bind(item_id)
-        .bind(&a.name)
-        .bind(&a.official_name)
-        .bind(&a.mask)
-        .bind(&a.account_type)
-        .bind(&a.subtype)
-        .bind(a.balances.current)
-        .bind(a.balances.available)
-        .bind(a.balances.limit)
-        .bind(&a.balances.iso_currency_code)
-        .bind(&a.balances.unofficial_currency_code)
-        .execute(&mut **tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO balance_snapshots (account_id, as_of, current_balance, available_balance, credit_limit, iso_currency_code)
-             VALUES ($1, current_date, $2, $3, $4, $5)
-             ON CONFLICT (account_id, as_of) DO UPDATE SET
-                 current_balance = EXCLUDED.current_balance, available_balance = EXCLUDED.available_balance,
-                 credit_limit = EXCLUDED.credit_limit, iso_currency_code = EXCLUDED.iso_currency_code,
-                 recorded_at = now()",
-        )
-        .bind(&a.account_id)
-        .bind(a.balances.current)
-        .bind(a.balances.available)
-        .bind(a.balances.limit)
-        .bind(&a.balances.iso_currency_code)
-        .execute(&mut **tx)
-        .await?;
+    if accounts.is_empty() {
+        return Ok(());
     }
+    // Two statements for all accounts (this runs in every sync, incremental ones included).
+    let col = |f: fn(&AccountBase) -> Option<String>| accounts.iter().map(f).collect::<Vec<_>>();
+    let ids: Vec<String> = accounts.iter().map(|a| a.account_id.clone()).collect();
+    let names: Vec<String> = accounts.iter().map(|a| a.name.clone()).collect();
+    let types: Vec<String> = accounts.iter().map(|a| a.account_type.clone()).collect();
+    let amount =
+        |f: fn(&AccountBase) -> Option<Decimal>| accounts.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO plaid_accounts (account_id, item_id, name, official_name, mask, type, subtype,
+             current_balance, available_balance, credit_limit, iso_currency_code, unofficial_currency_code)
+         SELECT a.id, $2, a.name, a.official_name, a.mask, a.type, a.subtype, a.cur, a.avail, a.lim, a.iso, a.unofficial
+         FROM unnest($1::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                     $8::numeric[], $9::numeric[], $10::numeric[], $11::text[], $12::text[])
+              AS a (id, name, official_name, mask, type, subtype, cur, avail, lim, iso, unofficial)
+         ON CONFLICT (account_id) DO UPDATE SET
+             name = EXCLUDED.name, official_name = EXCLUDED.official_name, mask = EXCLUDED.mask,
+             type = EXCLUDED.type, subtype = EXCLUDED.subtype,
+             current_balance = EXCLUDED.current_balance, available_balance = EXCLUDED.available_balance,
+             credit_limit = EXCLUDED.credit_limit, iso_currency_code = EXCLUDED.iso_currency_code,
+             unofficial_currency_code = EXCLUDED.unofficial_currency_code, updated_at = now()",
+    )
+    .bind(&ids)
+    .bind(item_id)
+    .bind(&names)
+    .bind(col(|a| a.official_name.clone()))
+    .bind(col(|a| a.mask.clone()))
+    .bind(&types)
+    .bind(col(|a| a.subtype.clone()))
+    .bind(amount(|a| a.balances.current))
+    .bind(amount(|a| a.balances.available))
+    .bind(amount(|a| a.balances.limit))
+    .bind(col(|a| a.balances.iso_currency_code.clone()))
+    .bind(col(|a| a.balances.unofficial_currency_code.clone()))
+    .execute(&mut **tx)
+    .await?;
+    // Today's balance snapshot, from the rows just written.
+    sqlx::query(
+        "INSERT INTO balance_snapshots (account_id, as_of, current_balance, available_balance, credit_limit, iso_currency_code)
+         SELECT account_id, current_date, current_balance, available_balance, credit_limit, iso_currency_code
+         FROM plaid_accounts WHERE account_id = ANY($1)
+         ON CONFLICT (account_id, as_of) DO UPDATE SET
+             current_balance = EXCLUDED.current_balance, available_balance = EXCLUDED.available_balance,
+             credit_limit = EXCLUDED.credit_limit, iso_currency_code = EXCLUDED.iso_currency_code,
+             recorded_at = now()",
+    )
+    .bind(&ids)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

@@ -129,33 +129,39 @@ pub async fn sync_item(
             outcome.modified = 0;
             outcome.removed = 0;
             outcome.pages = 0;
+            let phase = Instant::now();
             let mut tx = pool.begin().await?;
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('finq.sync:' || $1, 0))")
-                .bind(item_id)
-                .execute(&mut *tx)
-                .await?;
-            // Hold the item's row: an item removed meanwhile is not synced, and its removal
-            // (which drops the item's partition) waits for this update to end.
-            let exists = sqlx::query("SELECT 1 FROM plaid_items WHERE item_id = $1 FOR KEY SHARE")
-                .bind(item_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if exists.is_none() {
+            // Two syncs of one item never interleave: the second waits here.
+            // And commit without waiting for the disk: the cursor is written in this same
+            // transaction, so should the machine crash in the fraction of a second before the
+            // commit reaches the disk, the database is still consistent at the previous
+            // cursor, and the next sync fetches this update again from Plaid. (A process
+            // crash loses nothing.)
+            sqlx::query(
+                "SELECT pg_advisory_xact_lock(hashtextextended('finq.sync:' || $1, 0)),
+                        set_config('synchronous_commit', 'off', true)",
+            )
+            .bind(item_id)
+            .execute(&mut *tx)
+            .await?;
+            // Under the lock (a sync that held it before may have moved the cursor): the
+            // cursor, and whether the item has its partition yet. The item's row is held, so an
+            // item removed meanwhile is not synced, and its removal (which drops the item's
+            // partition) waits for this update to end.
+            let Some((start, has_partition)) = sqlx::query_as::<_, (Option<String>, bool)>(
+                "SELECT (SELECT cursor FROM sync_cursors c WHERE c.item_id = i.item_id),
+                        finq_tx_partition_exists(i.item_id)
+                 FROM plaid_items i WHERE i.item_id = $1 FOR KEY SHARE OF i",
+            )
+            .bind(item_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            else {
                 return Err(SyncError::UnknownItem(item_id.to_string()));
-            }
-            // Read the cursor under the lock: a sync that held it before us may have moved it.
-            let start: Option<String> =
-                sqlx::query_scalar("SELECT cursor FROM sync_cursors WHERE item_id = $1")
-                    .bind(item_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            };
             cursor_before = start.clone();
             // An item's first update (no partition yet) is loaded into a fresh table that
             // becomes its partition; later updates go through a staging table and are merged.
-            let has_partition: bool = sqlx::query_scalar("SELECT finq_tx_partition_exists($1)")
-                .bind(item_id)
-                .fetch_one(&mut *tx)
-                .await?;
             let mode = if !has_partition && !force_staged {
                 WriteMode::Direct
             } else {
@@ -176,24 +182,51 @@ pub async fn sync_item(
                             .execute(&mut *tx)
                             .await?;
                     }
+                    // Made once per connection, emptied by every commit.
                     sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "CREATE TEMP TABLE finq_stage (seq bigint NOT NULL, {STAGE_TABLE_COLUMNS}) ON COMMIT DROP"
+                        "CREATE TEMP TABLE IF NOT EXISTS finq_stage (seq bigint NOT NULL, {STAGE_TABLE_COLUMNS})
+                         ON COMMIT DELETE ROWS"
                     )))
                     .execute(&mut *tx)
                     .await?;
                 }
             }
             let target = RowWriter::new(mode, item_id, &table);
+            let setup = phase.elapsed();
+            let mut pulled = Duration::ZERO;
             let applied = match pull_update(&mut tx, client, &item.token, target, start, settings, &mut outcome, progress).await {
-                Ok((final_cursor, removed, rows)) => finish_update(&mut tx, item_id, &final_cursor, mode, rows, &removed)
-                    .await
-                    .map(|()| final_cursor)
-                    .map_err(SyncError::from),
+                Ok((final_cursor, removed, rows)) => {
+                    pulled = phase.elapsed();
+                    finish_update(&mut tx, item_id, &final_cursor, mode, rows, &removed)
+                        .await
+                        .map(|()| (final_cursor, rows))
+                        .map_err(SyncError::from)
+                }
                 Err(e) => Err(e),
             };
             match applied {
-                Ok(final_cursor) => {
+                Ok((final_cursor, rows)) => {
+                    let finished = phase.elapsed();
                     tx.commit().await?;
+                    if mode == WriteMode::Direct && rows > 0 {
+                        // A freshly loaded partition: its statistics and visibility map now,
+                        // rather than autovacuum's a minute later, in the middle of whatever
+                        // the user does next. (Not inside the load's transaction: VACUUM
+                        // cannot run there, and ANALYZE there is forgotten at commit, when the
+                        // load's own row counts reach the statistics collector.)
+                        sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM (ANALYZE) \"{table}\"")))
+                            .execute(pool)
+                            .await?;
+                    }
+                    tracing::debug!(
+                        item_id,
+                        ?mode,
+                        setup_ms = setup.as_secs_f64() * 1e3,
+                        pull_ms = (pulled - setup).as_secs_f64() * 1e3,
+                        finish_ms = (finished - pulled).as_secs_f64() * 1e3,
+                        commit_ms = (phase.elapsed() - finished).as_secs_f64() * 1e3,
+                        "update applied"
+                    );
                     cursor_after = Some(final_cursor);
                     // Not ready yet: poll again shortly rather than report an empty bank.
                     if outcome.update_status == "NOT_READY" && clock.elapsed() + not_ready_delay <= settings.not_ready_wait {
@@ -243,23 +276,22 @@ pub async fn sync_item(
         ),
         Err(e) => (Some("SYNC_FAILED".to_string()), Some(e.to_string())),
     };
-    let health = sqlx::query(
-        "UPDATE plaid_items SET error_code = $2, error_message = $3, updated_at = now(),
-             error_since = CASE WHEN $2::text IS NULL THEN NULL
-                                WHEN error_code IS NOT DISTINCT FROM $2 THEN coalesce(error_since, now())
-                                ELSE now() END,
-             last_synced_at = CASE WHEN $2::text IS NULL THEN now() ELSE last_synced_at END
-         WHERE item_id = $1",
+    // One statement: the item's health and the sync log entry.
+    let recorded = sqlx::query(
+        "WITH health AS (
+             UPDATE plaid_items SET error_code = $2, error_message = $3, updated_at = now(),
+                 error_since = CASE WHEN $2::text IS NULL THEN NULL
+                                    WHEN error_code IS NOT DISTINCT FROM $2 THEN coalesce(error_since, now())
+                                    ELSE now() END,
+                 last_synced_at = CASE WHEN $2::text IS NULL THEN now() ELSE last_synced_at END
+             WHERE item_id = $1
+         )
+         INSERT INTO sync_log (item_id, started_at, cursor_before, cursor_after, added, modified, removed, pages, outcome, error, duration_ms)
+         VALUES ($1, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(item_id)
     .bind(code)
     .bind(message)
-    .execute(pool);
-    let log = sqlx::query(
-        "INSERT INTO sync_log (item_id, started_at, cursor_before, cursor_after, added, modified, removed, pages, outcome, error, duration_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(item_id)
     .bind(started)
     .bind(cursor_before)
     .bind(cursor_after)
@@ -270,8 +302,9 @@ pub async fn sync_item(
     .bind(outcome_word)
     .bind(error_text)
     .bind(clock.elapsed().as_millis() as i32)
-    .execute(pool);
-    if let Err(e) = health.await.and(log.await) {
+    .execute(pool)
+    .await;
+    if let Err(e) = recorded {
         tracing::warn!(item_id, error = %e, "could not record the sync outcome");
     }
     tracing::info!(
@@ -572,41 +605,27 @@ impl<'a> RowWriter<'a> {
     }
 }
 
-/// Merge the staged rows into `plaid_transactions` (insert or update by Plaid's id).
+/// Merge the staged rows into `plaid_transactions` (insert or update by Plaid's id). Should
+/// a transaction have come twice in the update (Plaid collapses updates, so it should not),
+/// its latest version wins: PostgreSQL would refuse to update one row twice in a statement.
 async fn merge_staged(tx: &mut PgTx<'_, Postgres>, item_id: &str) -> Result<(), sqlx::Error> {
-    const UPSERT: &str = "ON CONFLICT (plaid_transaction_id, item_id) DO UPDATE SET
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO plaid_transactions (item_id, {STAGE_COLUMNS})
+         SELECT $1, {STAGE_COLUMNS} FROM (
+             SELECT DISTINCT ON (plaid_transaction_id) * FROM finq_stage ORDER BY plaid_transaction_id, seq DESC
+         ) latest
+         ON CONFLICT (plaid_transaction_id, item_id) DO UPDATE SET
              account_id = EXCLUDED.account_id, amount = EXCLUDED.amount,
              iso_currency_code = EXCLUDED.iso_currency_code, unofficial_currency_code = EXCLUDED.unofficial_currency_code,
              date = EXCLUDED.date, authorized_date = EXCLUDED.authorized_date, datetime = EXCLUDED.datetime,
              name = EXCLUDED.name, merchant_name = EXCLUDED.merchant_name, payment_channel = EXCLUDED.payment_channel,
              pending = EXCLUDED.pending, pending_transaction_id = EXCLUDED.pending_transaction_id,
              plaid_category = EXCLUDED.plaid_category, plaid_detailed_category = EXCLUDED.plaid_detailed_category,
-             plaid_category_confidence = EXCLUDED.plaid_category_confidence, updated_at = now()";
-    // Fast path: each transaction staged once (Plaid collapses an update). Should one come
-    // twice, PostgreSQL refuses to update a row twice, and the slow path keeps the latest.
-    let mut attempt = sqlx::Connection::begin(&mut **tx).await?;
-    let fast = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO plaid_transactions (item_id, {STAGE_COLUMNS}) SELECT $1, {STAGE_COLUMNS} FROM finq_stage {UPSERT}"
+             plaid_category_confidence = EXCLUDED.plaid_category_confidence, updated_at = now()"
     )))
     .bind(item_id)
-    .execute(&mut *attempt)
-    .await;
-    match fast {
-        Ok(_) => attempt.commit().await?,
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("21000") => {
-            attempt.rollback().await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO plaid_transactions (item_id, {STAGE_COLUMNS})
-                 SELECT $1, {STAGE_COLUMNS} FROM (
-                     SELECT DISTINCT ON (plaid_transaction_id) * FROM finq_stage ORDER BY plaid_transaction_id, seq DESC
-                 ) latest {UPSERT}"
-            )))
-            .bind(item_id)
-            .execute(&mut **tx)
-            .await?;
-        }
-        Err(e) => return Err(e),
-    }
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -663,11 +682,19 @@ async fn finish_update(
         .execute(&mut **tx)
         .await?;
     }
-    let carryover: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM relink_carryover WHERE item_id = $1)")
-            .bind(item_id)
-            .fetch_one(&mut **tx)
-            .await?;
+    // The new cursor, and whether edits from a replaced item wait for this one's rows.
+    let carryover: bool = sqlx::query_scalar(
+        "WITH saved AS (
+             INSERT INTO sync_cursors (item_id, cursor) VALUES ($1, $2)
+             ON CONFLICT (item_id) DO UPDATE SET cursor = EXCLUDED.cursor, updated_at = now()
+             RETURNING item_id
+         )
+         SELECT EXISTS (SELECT 1 FROM relink_carryover WHERE item_id = $1) FROM saved",
+    )
+    .bind(item_id)
+    .bind(cursor)
+    .fetch_one(&mut **tx)
+    .await?;
     // After a re-link: the user's edits on the replaced item find their transactions.
     if carryover {
         sqlx::query(
@@ -686,14 +713,6 @@ async fn finish_update(
         .execute(&mut **tx)
         .await?;
     }
-    sqlx::query(
-        "INSERT INTO sync_cursors (item_id, cursor) VALUES ($1, $2)
-         ON CONFLICT (item_id) DO UPDATE SET cursor = EXCLUDED.cursor, updated_at = now()",
-    )
-    .bind(item_id)
-    .bind(cursor)
-    .execute(&mut **tx)
-    .await?;
     Ok(())
 }
 

@@ -762,6 +762,13 @@ impl Simulator {
                 encode_cursor(to, to, 0)
             },
         };
+        if end == list.len() && list.len() > 10_000 {
+            // The window is served: free its (large) list now, in the background, rather
+            // than in the middle of a later request.
+            if let Some(cached) = item.cache.take() {
+                std::thread::spawn(move || drop(cached));
+            }
+        }
         for u in list.get(offset..end).unwrap_or(&[]) {
             match u {
                 Update::Added(t) => page.added.push(with_pfc_version(t, v2)),
