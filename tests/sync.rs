@@ -512,3 +512,20 @@ async fn partitioning_keeps_the_transactions_stored_before_it(pool: PgPool) {
     .unwrap();
     assert_eq!(partitions, 2);
 }
+
+#[sqlx::test(migrator = "finq_core::MIGRATOR")]
+async fn a_churn_of_n_changes_is_one_update_of_n_changes(pool: PgPool) {
+    let bank = SimBank::start(9, 400).await;
+    let item = bank.link(&pool).await;
+    sync(&bank, &pool, &item, 500).await;
+    for n in [1, 2, 37, 150] {
+        let counts = bank.sim.churn(&item, n).unwrap();
+        let outcome = sync(&bank, &pool, &item, 500).await;
+        assert_eq!(
+            (outcome.added + outcome.modified + outcome.removed) as usize,
+            n,
+            "{counts:?}"
+        );
+        assert_eq!(stored(&pool, &item).await, truth(&bank, &item));
+    }
+}

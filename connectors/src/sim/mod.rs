@@ -272,21 +272,30 @@ impl SimItem {
 
     /// One simulated day: pending transactions post (some with a tip), new purchases arrive
     /// as pending, sometimes a posted transaction is corrected or disappears.
+    /// `changes` changes, each to a different transaction, so the next update carries
+    /// exactly that many (nothing collapses).
     fn churn(&mut self, changes: usize, today: NaiveDate) -> AdvanceCounts {
         let mut counts = AdvanceCounts::default();
         let mut left = changes;
         let ids: Vec<String> = self.current.keys().cloned().collect();
-        let pick = |rng: &mut ChaCha8Rng| ids[rng.gen_range(0..ids.len())].clone();
+        let mut touched: HashSet<String> = HashSet::new();
+        // A transaction not changed yet in this churn, if the draw finds one.
+        let pick = |rng: &mut ChaCha8Rng, touched: &mut HashSet<String>| {
+            let id = &ids[rng.gen_range(0..ids.len())];
+            touched.insert(id.clone()).then(|| id.clone())
+        };
         while left > 0 {
             let roll = self.rng.gen_range(0..10);
-            if roll < 6 || ids.is_empty() {
+            if roll < 6 || ids.len() < 2 * changes {
                 let t = data::random_purchase(&mut self.rng, &self.accounts, today, true);
+                touched.insert(t.transaction_id.clone());
                 self.upsert(t);
                 counts.added += 1;
                 left -= 1;
             } else if roll < 8 {
-                let id = pick(&mut self.rng);
-                if let Some(t) = self.current.get(&id) {
+                if let Some(id) = pick(&mut self.rng, &mut touched)
+                    && let Some(t) = self.current.get(&id)
+                {
                     let mut t = (**t).clone();
                     t.amount += Decimal::ONE;
                     self.upsert(t);
@@ -294,15 +303,23 @@ impl SimItem {
                     left -= 1;
                 }
             } else if roll < 9 || left < 2 {
-                let id = pick(&mut self.rng);
-                if self.remove(&id) {
+                if let Some(id) = pick(&mut self.rng, &mut touched)
+                    && self.remove(&id)
+                {
                     counts.removed += 1;
                     left -= 1;
                 }
             } else {
-                let pending = self.current.values().find(|t| t.pending).cloned();
+                // Post a pending transaction nothing else touched: its removal and the
+                // posted one are two changes.
+                let pending = self
+                    .current
+                    .values()
+                    .find(|t| t.pending && !touched.contains(&t.transaction_id))
+                    .cloned();
                 match pending {
                     Some(p) => {
+                        touched.insert(p.transaction_id.clone());
                         let mut posted = (*p).clone();
                         posted.transaction_id = data::plaid_id(&mut self.rng);
                         posted.pending = false;
