@@ -404,6 +404,16 @@ async fn a_transaction_sent_twice_in_a_first_update_is_stored_once_in_its_latest
     assert_eq!(cursor, "c2");
 }
 
+/// How many items have their partition of `plaid_transactions`.
+async fn partition_count(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_inherits WHERE inhparent = 'plaid_transactions'::regclass",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 #[sqlx::test(migrator = "finq_core::MIGRATOR")]
 async fn removing_an_item_drops_its_transactions_and_nothing_else(pool: PgPool) {
     let bank = SimBank::start(3, 300).await;
@@ -425,14 +435,7 @@ async fn removing_an_item_drops_its_transactions_and_nothing_else(pool: PgPool) 
         sync(&bank, &pool, &item, 500).await;
         item
     };
-    let partitions = || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'plaid_transactions'::regclass",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap()
-    };
+    let partitions = || partition_count(&pool);
     assert_eq!(partitions().await, 2);
     let kept_rows = stored(&pool, &kept).await;
     assert_eq!(kept_rows.len(), 300);
@@ -504,13 +507,7 @@ async fn partitioning_keeps_the_transactions_stored_before_it(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(new, old);
-    let partitions: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_inherits WHERE inhparent = 'plaid_transactions'::regclass",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert_eq!(partitions, 2);
+    assert_eq!(partition_count(&pool).await, 2);
 }
 
 #[sqlx::test(migrator = "finq_core::MIGRATOR")]
