@@ -214,9 +214,13 @@ pub async fn sync_item(
                         // the user does next. (Not inside the load's transaction: VACUUM
                         // cannot run there, and ANALYZE there is forgotten at commit, when the
                         // load's own row counts reach the statistics collector.)
-                        sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM (ANALYZE) \"{table}\"")))
+                        // The load has committed: a failure here only costs speed.
+                        if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM (ANALYZE) \"{table}\"")))
                             .execute(pool)
-                            .await?;
+                            .await
+                        {
+                            tracing::warn!(item_id, error = %e, "could not vacuum and analyse the new partition; autovacuum will");
+                        }
                     }
                     tracing::debug!(
                         item_id,
