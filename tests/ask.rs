@@ -3,7 +3,6 @@
 use finq_analytics::mirror::DuckMirror;
 use finq_analytics::nl::{NlEngine, NlError};
 use finq_analytics::query::{self, QueryError, Trust};
-use finq_connectors::plaid::sync::{SyncSettings, sync_item};
 use finq_core::plugin::Transform;
 use finq_e2e::{FakeOllama, SimBank};
 use sqlx::PgPool;
@@ -11,16 +10,7 @@ use sqlx::PgPool;
 async fn mirror(pool: &PgPool, dir: &std::path::Path) -> std::path::PathBuf {
     let bank = SimBank::start(8, 300).await;
     let item = bank.link(pool).await;
-    sync_item(
-        pool,
-        &bank.client,
-        &bank.vault,
-        &item,
-        SyncSettings::default(),
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    bank.sync(pool, &item).await;
     finq_transforms::CategoryMapping.run(pool).await.unwrap();
     finq_transforms::UnionTransactions.run(pool).await.unwrap();
     let path = dir.join("finq.duckdb");

@@ -3,7 +3,6 @@
 
 use finq_analytics::mirror::DuckMirror;
 use finq_analytics::query::{self, Trust};
-use finq_connectors::plaid::sync::{SyncSettings, sync_item};
 use finq_core::plugin::Transform;
 use finq_e2e::SimBank;
 use finq_transforms::{CategoryMapping, UnionTransactions};
@@ -15,16 +14,7 @@ use std::str::FromStr;
 async fn mirror_matches_postgres(pool: PgPool) {
     let bank = SimBank::start(21, 1500).await;
     let item = bank.link(&pool).await;
-    sync_item(
-        &pool,
-        &bank.client,
-        &bank.vault,
-        &item,
-        SyncSettings::default(),
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    bank.sync(&pool, &item).await;
     sqlx::query("INSERT INTO transactions (user_id, date, description, amount) VALUES (1, '2026-11-02', 'Farmers market (cash)', -23.50), (1, '2026-11-03', 'Sold a bike', 120.00)")
         .execute(&pool)
         .await

@@ -14,6 +14,11 @@ use sha2::Digest;
 use sqlx::PgPool;
 
 /// A webhook receiver that keeps what it gets.
+/// A Plaid call whose body is just the access token.
+async fn with_token(base: &str, path: &str, token: &str) -> (u16, serde_json::Value) {
+    post(&format!("{base}{path}"), json!({ "access_token": token })).await
+}
+
 async fn receiver() -> (String, Arc<Mutex<Vec<(HeaderMap, Bytes)>>>) {
     let got: Arc<Mutex<Vec<(HeaderMap, Bytes)>>> = Arc::default();
     let store = got.clone();
@@ -86,11 +91,7 @@ async fn plaid_shapes_credentials_not_ready_and_item_lifecycle() {
     );
 
     // A fresh item's first sync: NOT_READY, nothing, empty cursor. Then data.
-    let (_, first) = post(
-        &format!("{base}/transactions/sync"),
-        json!({ "access_token": token }),
-    )
-    .await;
+    let (_, first) = with_token(base, "/transactions/sync", &token).await;
     assert_eq!(first["transactions_update_status"], "NOT_READY");
     assert_eq!(first["next_cursor"], "");
     assert_eq!(first["added"], json!([]));
@@ -146,68 +147,36 @@ async fn plaid_shapes_credentials_not_ready_and_item_lifecycle() {
     assert_eq!(v2["added"][0]["personal_finance_category"]["version"], "v2");
 
     // Login required: data endpoints fail, /item/get shows it.
-    let (_, r) = post(
-        &format!("{base}/sandbox/item/reset_login"),
-        json!({ "access_token": token }),
-    )
-    .await;
+    let (_, r) = with_token(base, "/sandbox/item/reset_login", &token).await;
     assert_eq!(r["reset_login"], true);
-    let (status, e) = post(
-        &format!("{base}/accounts/get"),
-        json!({ "access_token": token }),
-    )
-    .await;
+    let (status, e) = with_token(base, "/accounts/get", &token).await;
     assert_eq!(
         (status, e["error_code"].as_str()),
         (400, Some("ITEM_LOGIN_REQUIRED"))
     );
-    let (status, item) = post(
-        &format!("{base}/item/get"),
-        json!({ "access_token": token }),
-    )
-    .await;
+    let (status, item) = with_token(base, "/item/get", &token).await;
     assert_eq!(status, 200);
     assert_eq!(item["item"]["error"]["error_code"], "ITEM_LOGIN_REQUIRED");
     let item_id = ex["item_id"].as_str().unwrap();
     assert!(bank.sim.repair_login(item_id));
-    let (status, _) = post(
-        &format!("{base}/accounts/get"),
-        json!({ "access_token": token }),
-    )
-    .await;
+    let (status, _) = with_token(base, "/accounts/get", &token).await;
     assert_eq!(status, 200);
 
     // Refresh makes changes; its limit is two a minute.
     for _ in 0..2 {
-        let (status, r) = post(
-            &format!("{base}/transactions/refresh"),
-            json!({ "access_token": token }),
-        )
-        .await;
+        let (status, r) = with_token(base, "/transactions/refresh", &token).await;
         assert_eq!(status, 200, "{r}");
     }
-    let (status, r) = post(
-        &format!("{base}/transactions/refresh"),
-        json!({ "access_token": token }),
-    )
-    .await;
+    let (status, r) = with_token(base, "/transactions/refresh", &token).await;
     assert_eq!(
         (status, r["error_code"].as_str()),
         (429, Some("TRANSACTIONS_REFRESH_LIMIT"))
     );
 
     // Removal: the token is dead afterwards.
-    let (status, _) = post(
-        &format!("{base}/item/remove"),
-        json!({ "access_token": token }),
-    )
-    .await;
+    let (status, _) = with_token(base, "/item/remove", &token).await;
     assert_eq!(status, 200);
-    let (status, gone) = post(
-        &format!("{base}/transactions/sync"),
-        json!({ "access_token": token }),
-    )
-    .await;
+    let (status, gone) = with_token(base, "/transactions/sync", &token).await;
     assert_eq!(
         (status, gone["error_code"].as_str()),
         (400, Some("ITEM_NOT_FOUND"))
@@ -234,21 +203,9 @@ async fn faults_and_the_per_item_limit() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     for _ in 0..3 {
-        assert_eq!(
-            post(
-                &format!("{base}/transactions/sync"),
-                json!({ "access_token": token })
-            )
-            .await
-            .0,
-            200
-        );
+        assert_eq!(with_token(&base, "/transactions/sync", token).await.0, 200);
     }
-    let (status, e) = post(
-        &format!("{base}/transactions/sync"),
-        json!({ "access_token": token }),
-    )
-    .await;
+    let (status, e) = with_token(&base, "/transactions/sync", token).await;
     assert_eq!(
         (status, e["error_code"].as_str(), e["error_type"].as_str()),
         (
@@ -262,11 +219,7 @@ async fn faults_and_the_per_item_limit() {
         server_error: 1.0,
         ..Default::default()
     });
-    let (status, e) = post(
-        &format!("{base}/accounts/get"),
-        json!({ "access_token": token }),
-    )
-    .await;
+    let (status, e) = with_token(&base, "/accounts/get", token).await;
     assert_eq!(
         (status, e["error_code"].as_str()),
         (500, Some("INTERNAL_SERVER_ERROR"))
@@ -392,16 +345,7 @@ async fn the_connector_retries_through_faults_and_reports_login_required(pool: P
 async fn relinking_the_same_institution_does_not_duplicate(pool: PgPool) {
     let bank = SimBank::start(14, 600).await;
     let first = bank.link(&pool).await;
-    sync_item(
-        &pool,
-        &bank.client,
-        &bank.vault,
-        &first,
-        SyncSettings::default(),
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    bank.sync(&pool, &first).await;
     // The user files a transaction under Travel with a note.
     let (edited, date, amount): (String, chrono::NaiveDate, rust_decimal::Decimal) = sqlx::query_as(
         "SELECT plaid_transaction_id, date, amount FROM plaid_transactions WHERE NOT pending ORDER BY date, plaid_transaction_id LIMIT 1",
@@ -430,16 +374,7 @@ async fn relinking_the_same_institution_does_not_duplicate(pool: PgPool) {
         bank.sim.ground_truth(&first).is_none(),
         "the old item is removed at Plaid too"
     );
-    sync_item(
-        &pool,
-        &bank.client,
-        &bank.vault,
-        &linked.item_id,
-        SyncSettings::default(),
-        &|_| {},
-    )
-    .await
-    .unwrap();
+    bank.sync(&pool, &linked.item_id).await;
 
     let (items, rows): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM plaid_items), (SELECT count(*) FROM plaid_transactions)",
@@ -480,11 +415,7 @@ async fn webhooks_are_signed_as_plaid_signs_them() {
     sim.advance(1);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(got.lock().unwrap().len(), 0);
-    post(
-        &format!("{base}/transactions/sync"),
-        json!({ "access_token": token }),
-    )
-    .await;
+    with_token(&base, "/transactions/sync", token).await;
     sim.advance(1);
     wait_for(&got, 1).await;
     let (_, fired) = post(

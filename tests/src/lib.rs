@@ -198,6 +198,24 @@ impl SimBank {
         }
     }
 
+    /// Sync `item` with the default settings; panics on failure.
+    pub async fn sync(
+        &self,
+        pool: &sqlx::PgPool,
+        item: &str,
+    ) -> finq_connectors::plaid::sync::SyncOutcome {
+        finq_connectors::plaid::sync::sync_item(
+            pool,
+            &self.client,
+            &self.vault,
+            item,
+            Default::default(),
+            &|_| {},
+        )
+        .await
+        .unwrap()
+    }
+
     /// Link First Platypus Bank; returns the item id.
     pub async fn link(&self, pool: &sqlx::PgPool) -> String {
         finq_connectors::plaid::link::link_sandbox_institution(

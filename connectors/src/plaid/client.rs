@@ -302,20 +302,8 @@ impl PlaidClient {
         self.call("/link/token/create", &req).await
     }
 
-    pub async fn transactions_sync(
-        &self,
-        access_token: &SecretString,
-        cursor: Option<&str>,
-        count: i64,
-    ) -> Result<TransactionsSyncResponse, PlaidApiError> {
-        let (status, body) = self
-            .transactions_sync_body(access_token, cursor, count)
-            .await?;
-        decode("/transactions/sync", status, &body)
-    }
-
-    /// `/transactions/sync`, its body undecoded: the sync decodes it with
-    /// [`decode`] into a [`SyncPage`](super::types::SyncPage) that borrows from it.
+    /// `/transactions/sync`, its body undecoded: the sync decodes it with [`decode`] into a
+    /// [`SyncPage`](super::types::SyncPage) that borrows from it.
     pub async fn transactions_sync_body(
         &self,
         access_token: &SecretString,

@@ -21,7 +21,7 @@ use sqlx::{PgPool, Postgres, Row, Transaction as PgTx};
 
 use super::client::{Bytes, PlaidApiError, PlaidClient, decode};
 use super::link::upsert_accounts;
-use super::types::{SyncPage, SyncTransaction};
+use super::types::{AccountBase, SyncPage, SyncTransaction};
 
 pub const MUTATION_ERROR: &str = "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION";
 
@@ -332,11 +332,13 @@ fn fetch_ahead(
     start: Option<String>,
     count: i64,
 ) -> (PageQueue, tokio::task::JoinHandle<()>) {
-    /// Just what the next request needs; the rest of the page is skipped, not built.
+    /// What the next request needs, and the page's balances; the rest of the page is
+    /// skipped, not built.
     #[derive(serde::Deserialize)]
     struct Next {
         next_cursor: Option<String>,
         has_more: bool,
+        accounts: Vec<AccountBase>,
     }
     let (pages, rx) = tokio::sync::mpsc::channel(4);
     let (client, token) = (client.clone(), token.clone());
@@ -354,7 +356,12 @@ fn fetch_ahead(
             match page {
                 Ok((status, body, next)) => {
                     // A closed queue: the writer gave up on this update.
-                    if pages.send(Ok((status, body))).await.is_err() || !next.has_more {
+                    let page = FetchedPage {
+                        status,
+                        body,
+                        accounts: next.accounts,
+                    };
+                    if pages.send(Ok(page)).await.is_err() || !next.has_more {
                         return;
                     }
                     cursor = next.next_cursor;
@@ -371,8 +378,15 @@ fn fetch_ahead(
 
 const SYNC_PATH: &str = "/transactions/sync";
 
-/// Fetched pages (HTTP status and body) or the error that ended fetching.
-type PageQueue = tokio::sync::mpsc::Receiver<Result<(u16, Bytes), PlaidApiError>>;
+/// A fetched page, undecoded but for its balances.
+struct FetchedPage {
+    status: u16,
+    body: Bytes,
+    accounts: Vec<AccountBase>,
+}
+
+/// Fetched pages, or the error that ended fetching.
+type PageQueue = tokio::sync::mpsc::Receiver<Result<FetchedPage, PlaidApiError>>;
 
 #[allow(clippy::too_many_arguments)]
 async fn pull_update(
@@ -405,15 +419,14 @@ async fn pull_update(
     let mut removed = Vec::new();
     let (mut fetch_wait, mut write) = (Duration::ZERO, Duration::ZERO);
     let t = Instant::now();
-    let (mut status, mut body) = next().await?;
+    let FetchedPage {
+        mut status,
+        mut body,
+        accounts,
+    } = next().await?;
     fetch_wait += t.elapsed();
     // Balances come with every page; the first page's are enough.
-    #[derive(serde::Deserialize)]
-    struct Accounts {
-        accounts: Vec<super::types::AccountBase>,
-    }
-    let first: Accounts = decode(SYNC_PATH, status, &body)?;
-    upsert_accounts(tx, item_id, &first.accounts).await?;
+    upsert_accounts(tx, item_id, &accounts).await?;
     // Every page's rows go into one COPY that stays open for the whole update: PostgreSQL
     // stores a page while the next ones are fetched and decoded.
     let mut copy = tx.copy_in_raw(&rows.copy_statement()).await?;
@@ -443,7 +456,7 @@ async fn pull_update(
                 return Ok::<_, SyncError>(page.next_cursor.unwrap_or_default());
             }
             let t = Instant::now();
-            (status, body) = next().await?;
+            FetchedPage { status, body, .. } = next().await?;
             fetch_wait += t.elapsed();
         }
     }

@@ -311,19 +311,6 @@ pub struct TransactionsSyncRequest {
     pub options: Option<SyncOptions>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TransactionsSyncResponse {
-    pub transactions_update_status: String,
-    pub accounts: Vec<AccountBase>,
-    pub added: Vec<Transaction>,
-    pub modified: Vec<Transaction>,
-    pub removed: Vec<RemovedTransaction>,
-    /// The spec says "" when nothing is available yet; the migration guide says null.
-    pub next_cursor: Option<String>,
-    pub has_more: bool,
-    pub request_id: String,
-}
-
 /// One `/transactions/sync` page as the sync reads it: only the fields finq stores, with
 /// strings borrowed from the response body where JSON allows (no escapes), so a page of 500
 /// transactions costs a handful of allocations rather than thousands. Fields finq does not

@@ -184,6 +184,17 @@ impl SimItem {
         self.log.len()
     }
 
+    /// Drop the cached window. Freeing a large list (a whole history) takes tens of
+    /// milliseconds: that happens in the background, not on a request's time.
+    fn release_cache(&mut self) {
+        match self.cache.take() {
+            Some(old) if old.1.len() > 10_000 => {
+                std::thread::spawn(move || drop(old));
+            }
+            _ => {}
+        }
+    }
+
     /// The log between two positions, collapsed into Plaid's update lists.
     fn collapse(&mut self, from: usize, to: usize) -> Arc<Vec<Update>> {
         if let Some((key, list)) = &self.cache
@@ -191,13 +202,7 @@ impl SimItem {
         {
             return list.clone();
         }
-        // Freeing a large list (a whole history) takes tens of milliseconds: not on this
-        // request's time.
-        if let Some(old) = self.cache.take()
-            && old.1.len() > 10_000
-        {
-            std::thread::spawn(move || drop(old));
-        }
+        self.release_cache();
         // id -> (appeared in this window, latest version, position of last change)
         let mut seen: HashMap<&str, (bool, Option<&Arc<Transaction>>, usize)> = HashMap::new();
         for (pos, c) in self.log[from..to].iter().enumerate() {
@@ -779,19 +784,18 @@ impl Simulator {
                 encode_cursor(to, to, 0)
             },
         };
-        if end == list.len() && list.len() > 10_000 {
-            // The window is served: free its (large) list now, in the background, rather
-            // than in the middle of a later request.
-            if let Some(cached) = item.cache.take() {
-                std::thread::spawn(move || drop(cached));
-            }
-        }
         for u in list.get(offset..end).unwrap_or(&[]) {
             match u {
                 Update::Added(t) => page.added.push(with_pfc_version(t, v2)),
                 Update::Modified(t) => page.modified.push(with_pfc_version(t, v2)),
                 Update::Removed(r) => page.removed.push(r.clone()),
             }
+        }
+        if end == list.len() {
+            // The window is served: free its list now rather than in a later request (and
+            // let go of this request's reference first, so the freeing happens there).
+            drop(list);
+            item.release_cache();
         }
         Ok(page)
     }
