@@ -1,20 +1,16 @@
 //! The question path against a fake Ollama server speaking Ollama's HTTP API.
 
-use finq_analytics::mirror::DuckMirror;
 use finq_analytics::nl::{NlEngine, NlError};
-use finq_analytics::query::{self, QueryError, Trust};
-use finq_core::plugin::Transform;
-use finq_e2e::{FakeOllama, SimBank};
+use finq_analytics::query::{QueryEngine, QueryError, Trust};
+use finq_e2e::{FakeOllama, SimBank, derive_and_mirror};
 use sqlx::PgPool;
 
 async fn mirror(pool: &PgPool, dir: &std::path::Path) -> std::path::PathBuf {
     let bank = SimBank::start(8, 300).await;
     let item = bank.link(pool).await;
     bank.sync(pool, &item).await;
-    finq_transforms::CategoryMapping.run(pool).await.unwrap();
-    finq_transforms::UnionTransactions.run(pool).await.unwrap();
     let path = dir.join("finq.duckdb");
-    DuckMirror::new(&path).refresh(pool).await.unwrap();
+    derive_and_mirror(pool, &path).await;
     path
 }
 
@@ -31,8 +27,8 @@ async fn a_question_becomes_a_plan_that_runs(pool: PgPool) {
     assert_eq!(answer.result.columns, vec!["category", "spent"]);
 
     // The numbers are DuckDB's.
-    let conn = query::open(&path, Trust::User).unwrap();
-    let direct = query::run(&conn, "SELECT round(-sum(amount), 2) FROM transactions WHERE amount < 0 AND category = 'Groceries'").unwrap();
+    let mut conn = QueryEngine::open(&path, Trust::User).unwrap();
+    let direct = conn.run("SELECT round(-sum(amount), 2) FROM transactions WHERE amount < 0 AND category = 'Groceries'").unwrap();
     let groceries = answer
         .result
         .rows()
@@ -107,9 +103,9 @@ async fn bad_replies_and_writing_plans_are_refused(pool: PgPool) {
     assert!(matches!(err, NlError::Query(QueryError::Sql(_))), "{err}");
     assert!(!std::path::Path::new("/tmp/finq-leak.csv").exists());
 
-    let conn = query::open(&path, Trust::User).unwrap();
+    let mut conn = QueryEngine::open(&path, Trust::User).unwrap();
     assert_eq!(
-        query::run(&conn, "SELECT count(*) FROM transactions")
+        conn.run("SELECT count(*) FROM transactions")
             .unwrap()
             .rows()[0][0]
             .as_deref(),

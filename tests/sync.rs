@@ -441,7 +441,7 @@ async fn removing_an_item_drops_its_transactions_and_nothing_else(pool: PgPool) 
     assert_eq!(kept_rows.len(), 300);
 
     let mut conn = pool.acquire().await.unwrap();
-    finq_connectors::plaid::link::delete_item(&mut conn, &removed)
+    finq_connectors::plaid::items::delete(&mut conn, &removed)
         .await
         .unwrap();
     assert_eq!(partitions().await, 1);

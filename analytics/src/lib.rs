@@ -1,12 +1,77 @@
 //! finq-analytics: the DuckDB side.
 //!
 //! - [`mirror`]: PostgreSQL → DuckDB through Arrow record batches (`transactions`,
-//!   `accounts`, `categories`), rebuilt into a new file and swapped in atomically.
-//! - [`query`]: running SQL on the mirror, read-only, and rendering results as a table, CSV
-//!   or JSON. Model-written SQL additionally runs with no file, extension or database access.
+//!   `accounts`, `categories`, `items`, `balance_history`, `sync_log`), applied
+//!   incrementally from the derive step's change feed, rebuilt when it must be.
+//! - [`query`]: the [`query::QueryEngine`]: a read-only connection to the mirror that works
+//!   offline (no extension is ever downloaded), renders every result type as a table, CSV or
+//!   JSON, and turns every failure into an error. Model-written SQL additionally runs with no
+//!   file, extension or database access.
 //! - [`nl`]: questions in plain English: a minijinja prompt, Ollama with a JSON-schema
 //!   `format`, a structured query plan back, run through [`query`].
+//!
+//! [`SinkConfig`] is the `[[sinks]]` section of `finq.toml`.
 
 pub mod mirror;
 pub mod nl;
 pub mod query;
+
+use std::path::PathBuf;
+
+use finq_core::config::{ConfigError, PluginTables, Settings};
+use finq_core::pipeline::{BoxError, Context, Counts, Sink};
+use serde::Deserialize;
+
+use crate::mirror::DuckMirror;
+
+/// One `[[sinks]]` table of `finq.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// The DuckDB mirror; `path` defaults to `finq.duckdb` in the data directory.
+    Duckdb {
+        #[serde(default)]
+        path: Option<PathBuf>,
+    },
+}
+
+impl SinkConfig {
+    /// The configured sinks, or the default DuckDB mirror when `finq.toml` lists none.
+    pub fn from_settings(settings: &Settings) -> Result<Vec<SinkConfig>, ConfigError> {
+        Ok(PluginTables::parse(&settings.plugins.sinks, "sinks")?
+            .unwrap_or_else(|| vec![SinkConfig::Duckdb { path: None }]))
+    }
+
+    pub fn build(&self, settings: &Settings) -> SinkPlugin {
+        match self {
+            SinkConfig::Duckdb { path } => SinkPlugin::Duckdb(DuckMirror::new(
+                path.clone().unwrap_or_else(|| settings.duckdb_path()),
+            )),
+        }
+    }
+}
+
+/// A built sink.
+pub enum SinkPlugin {
+    Duckdb(DuckMirror),
+}
+
+impl Sink for SinkPlugin {
+    fn name(&self) -> &'static str {
+        match self {
+            SinkPlugin::Duckdb(s) => s.name(),
+        }
+    }
+
+    fn feeds(&self) -> &'static [&'static str] {
+        match self {
+            SinkPlugin::Duckdb(s) => s.feeds(),
+        }
+    }
+
+    async fn write(&self, ctx: &Context) -> Result<Counts, BoxError> {
+        match self {
+            SinkPlugin::Duckdb(s) => Sink::write(s, ctx).await,
+        }
+    }
+}

@@ -16,7 +16,7 @@ use ollama_rs::generation::parameters::{FormatType, JsonStructure};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::query::{self, QueryError, QueryResult, Trust};
+use crate::query::{self, QueryEngine, QueryError, QueryResult, Trust};
 
 pub const PROMPT_TEMPLATE: &str = include_str!("../../prompts/query_plan.jinja");
 
@@ -139,13 +139,13 @@ impl NlEngine {
         let tables: Vec<_> = tables
             .iter()
             .map(|t| {
-                let note = match t.name.as_str() {
-                    "transactions" => "every transaction, manual and from banks",
-                    "accounts" => "bank accounts with balances",
-                    "categories" => "the person's categories",
-                    _ => "",
-                };
-                context! { name => t.name, columns => t.columns, note => note }
+                let columns: Vec<_> = t
+                    .columns
+                    .iter()
+                    .zip(&t.column_comments)
+                    .map(|((name, ty), comment)| context! { name, ty, comment })
+                    .collect();
+                context! { name => t.name, columns => columns, note => t.comment }
             })
             .collect();
         Ok(env
@@ -176,12 +176,12 @@ impl NlEngine {
 
     /// Plan, check and run a question against the mirror.
     pub async fn ask(&self, mirror: &Path, question: &str) -> Result<Answer, NlError> {
-        let conn = query::open(mirror, Trust::Model)?;
-        let tables = query::describe(&conn)?;
+        let mut engine = QueryEngine::open(mirror, Trust::Model)?;
+        let tables = engine.describe()?;
         let prompt = Self::render_prompt(&tables, chrono::Local::now().date_naive())?;
         let plan = self.plan(question, prompt).await?;
         query::check_read_only(&plan.sql)?;
-        let result = query::run(&conn, &plan.sql)?;
+        let result = engine.run(&plan.sql)?;
         Ok(Answer { plan, result })
     }
 }
@@ -228,7 +228,9 @@ mod tests {
     fn prompt_has_schema_and_sign_convention() {
         let tables = vec![query::TableInfo {
             name: "transactions".into(),
+            comment: "every transaction".into(),
             columns: vec![("amount".into(), "DECIMAL(14,2)".into())],
+            column_comments: vec![String::new()],
         }];
         let p = NlEngine::render_prompt(
             &tables,

@@ -20,6 +20,10 @@ pub enum QueryError {
         path: PathBuf,
         source: duckdb::Error,
     },
+    #[error(
+        "the DuckDB mirror {0} stayed busy (a `finq run` is updating it): try again in a moment"
+    )]
+    Busy(PathBuf),
     #[error("{0}")]
     Sql(duckdb::Error),
     #[error("refused: {0}")]
@@ -27,23 +31,22 @@ pub enum QueryError {
 }
 
 /// How results are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum OutputFormat {
+    /// A table for people.
     #[default]
     Table,
+    /// CSV with a header line.
     Csv,
+    /// A JSON array of objects.
     Json,
 }
 
 impl FromStr for OutputFormat {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "table" => Ok(OutputFormat::Table),
-            "csv" => Ok(OutputFormat::Csv),
-            "json" => Ok(OutputFormat::Json),
-            other => Err(format!("unknown format `{other}`: use table, csv or json")),
-        }
+        <OutputFormat as clap::ValueEnum>::from_str(s, true)
+            .map_err(|_| format!("unknown format `{s}`: use table, csv or json"))
     }
 }
 
@@ -57,8 +60,12 @@ pub enum Trust {
     Model,
 }
 
-/// Open the mirror read-only.
-pub fn open(path: &Path, trust: Trust) -> Result<Connection, QueryError> {
+/// How long opening waits while a `finq run` holds the mirror for writing.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Open the mirror read-only. DuckDB never reaches for the network: extensions are neither
+/// installed nor loaded on demand (ICU-free date functions are provided, see [`prepare`]).
+fn open_conn(path: &Path, trust: Trust) -> Result<Connection, QueryError> {
     if !path.exists() {
         return Err(QueryError::NoMirror(path.to_path_buf()));
     }
@@ -66,26 +73,134 @@ pub fn open(path: &Path, trust: Trust) -> Result<Connection, QueryError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut config = Config::default()
-        .access_mode(AccessMode::ReadOnly)
-        .map_err(open_err)?;
-    if trust == Trust::Model {
-        config = config
-            .enable_external_access(false)
-            .map_err(open_err)?
-            .enable_autoload_extension(false)
-            .map_err(open_err)?
-            .with("autoinstall_known_extensions", "false")
-            .map_err(open_err)?
-            .with("allow_community_extensions", "false")
-            .map_err(open_err)?;
-    }
-    let conn = Connection::open_with_flags(path, config).map_err(open_err)?;
+    let config = || -> Result<Config, duckdb::Error> {
+        let mut config = Config::default()
+            .access_mode(AccessMode::ReadOnly)?
+            .enable_autoload_extension(false)?
+            .with("autoinstall_known_extensions", "false")?
+            .with("allow_community_extensions", "false")?;
+        if trust == Trust::Model {
+            config = config.enable_external_access(false)?;
+        }
+        Ok(config)
+    };
+    let started = std::time::Instant::now();
+    let conn = loop {
+        match Connection::open_with_flags(path, config().map_err(open_err)?) {
+            Ok(c) => break c,
+            // A writer holds the file for a moment (an incremental update): wait for it.
+            Err(e) if e.to_string().contains("lock") && started.elapsed() < BUSY_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) if e.to_string().contains("lock") => {
+                return Err(QueryError::Busy(path.to_path_buf()));
+            }
+            Err(e) => return Err(open_err(e)),
+        }
+    };
+    prepare(&conn).map_err(open_err)?;
     if trust == Trust::Model {
         conn.execute_batch("SET lock_configuration = true")
             .map_err(open_err)?;
     }
     Ok(conn)
+}
+
+/// Per-connection set-up: the date functions people (and the model's prompt) use.
+///
+/// `current_date` and `today()` live in DuckDB's ICU extension, which is not part of finq's
+/// offline build; they are provided here as the local date of the machine.
+fn prepare(conn: &Connection) -> Result<(), duckdb::Error> {
+    let today = chrono::Local::now().date_naive();
+    conn.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP MACRO current_date() AS DATE '{today}';
+         CREATE OR REPLACE TEMP MACRO today() AS DATE '{today}';"
+    ))
+}
+
+/// The identity of the file behind a path: it changes when the mirror is rebuilt (a new
+/// file renamed over the old one).
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// The mirror files this process has open for reading, by file identity. DuckDB's file
+/// lock keeps a writer out of a file other processes read, but not out of one this process
+/// reads: the mirror's writer asks here too ([`read_in_this_process`]).
+static OPEN_HERE: std::sync::Mutex<Vec<(u64, u64)>> = std::sync::Mutex::new(Vec::new());
+
+fn note_open(file: Option<(u64, u64)>) {
+    if let Some(f) = file {
+        OPEN_HERE.lock().expect("registry lock").push(f);
+    }
+}
+
+fn note_closed(file: Option<(u64, u64)>) {
+    let mut open = OPEN_HERE.lock().expect("registry lock");
+    if let Some(i) = file.and_then(|f| open.iter().position(|o| *o == f)) {
+        open.swap_remove(i);
+    }
+}
+
+/// Whether a [`QueryEngine`] of this process has the file at `path` open.
+pub fn read_in_this_process(path: &Path) -> bool {
+    file_id(path).is_some_and(|f| OPEN_HERE.lock().expect("registry lock").contains(&f))
+}
+
+/// A read-only connection to the mirror, kept open across queries and reopened when the
+/// mirror file is replaced by a rebuild.
+pub struct QueryEngine {
+    path: PathBuf,
+    trust: Trust,
+    conn: Connection,
+    file: Option<(u64, u64)>,
+}
+
+impl Drop for QueryEngine {
+    fn drop(&mut self) {
+        note_closed(self.file);
+    }
+}
+
+impl QueryEngine {
+    pub fn open(path: &Path, trust: Trust) -> Result<Self, QueryError> {
+        let file = file_id(path);
+        let conn = open_conn(path, trust)?;
+        note_open(file);
+        Ok(QueryEngine {
+            path: path.to_path_buf(),
+            trust,
+            conn,
+            file,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection, reopened first if the mirror file was replaced.
+    pub fn connection(&mut self) -> Result<&Connection, QueryError> {
+        let now = file_id(&self.path);
+        if now != self.file {
+            self.conn = open_conn(&self.path, self.trust)?;
+            note_closed(self.file);
+            note_open(now);
+            self.file = now;
+        }
+        Ok(&self.conn)
+    }
+
+    /// Run one statement and collect its result.
+    pub fn run(&mut self, sql: &str) -> Result<QueryResult, QueryError> {
+        run(self.connection()?, sql)
+    }
+
+    /// The mirror's tables and columns with their comments.
+    pub fn describe(&mut self) -> Result<Vec<TableInfo>, QueryError> {
+        describe(self.connection()?)
+    }
 }
 
 /// Query results as Arrow batches.
@@ -103,30 +218,61 @@ impl QueryResult {
 
     /// Every cell as display text (`None` for NULL), row by row.
     pub fn rows(&self) -> Vec<Vec<Option<String>>> {
-        let opts = FormatOptions::default();
         let mut out = Vec::with_capacity(self.row_count());
         for batch in &self.batches {
-            let formatters: Vec<_> = batch
-                .columns()
-                .iter()
-                .map(|c| {
-                    ArrayFormatter::try_new(c.as_ref(), &opts)
-                        .expect("arrow can format every DuckDB result type")
-                })
-                .collect();
+            let columns: Vec<Vec<Option<String>>> =
+                batch.columns().iter().map(|c| cells(c.as_ref())).collect();
             for row in 0..batch.num_rows() {
-                out.push(
-                    batch
-                        .columns()
-                        .iter()
-                        .zip(&formatters)
-                        .map(|(col, f)| (!col.is_null(row)).then(|| f.value(row).to_string()))
-                        .collect(),
-                );
+                out.push(columns.iter().map(|c| c[row].clone()).collect());
             }
         }
         out
     }
+}
+
+/// One column's cells as text. Arrow formats most types; a type it cannot format (e.g. a
+/// timestamp with a zone name it does not know) is cast to text, and failing that shown as
+/// its type, never a crash.
+fn cells(col: &dyn Array) -> Vec<Option<String>> {
+    // Timestamps as DuckDB prints them (a space, not ISO's `T`).
+    let opts = FormatOptions::default()
+        .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.f"))
+        .with_timestamp_tz_format(Some("%Y-%m-%d %H:%M:%S%.f%:z"));
+    if let Ok(f) = ArrayFormatter::try_new(col, &opts) {
+        let formatted: Option<Vec<Option<String>>> = (0..col.len())
+            .map(|i| {
+                if col.is_null(i) {
+                    Some(None)
+                } else {
+                    f.value(i).try_to_string().ok().map(Some)
+                }
+            })
+            .collect();
+        if let Some(v) = formatted {
+            return v;
+        }
+    }
+    let plain = match col.data_type() {
+        // A zoned timestamp Arrow cannot resolve: the instant in UTC.
+        DataType::Timestamp(unit, Some(_)) => {
+            duckdb::arrow::compute::cast(col, &DataType::Timestamp(*unit, None))
+                .ok()
+                .map(|c| {
+                    cells(c.as_ref())
+                        .into_iter()
+                        .map(|v| v.map(|s| s + "+00"))
+                        .collect()
+                })
+        }
+        _ => duckdb::arrow::compute::cast(col, &DataType::Utf8)
+            .ok()
+            .map(|c| cells(c.as_ref())),
+    };
+    plain.unwrap_or_else(|| {
+        (0..col.len())
+            .map(|i| (!col.is_null(i)).then(|| format!("<{}>", col.data_type())))
+            .collect()
+    })
 }
 
 /// Run one statement and collect its result.
@@ -320,31 +466,41 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// A short description of the mirror's tables and columns (for `\d` and prompts).
+/// A mirrored table, its columns and their comments (for `\\d` and prompts).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TableInfo {
     pub name: String,
+    pub comment: String,
+    /// (name, type)
     pub columns: Vec<(String, String)>,
+    pub column_comments: Vec<String>,
 }
 
+/// The mirror's tables (not finq's own bookkeeping, whose names start with `_`).
 pub fn describe(conn: &Connection) -> Result<Vec<TableInfo>, QueryError> {
     let result = run(
         conn,
-        "SELECT table_name, column_name, data_type FROM information_schema.columns
-         WHERE table_schema = 'main' ORDER BY table_name, ordinal_position",
+        "SELECT c.table_name, coalesce(t.comment, ''), c.column_name, c.data_type,
+                coalesce(c.comment, '')
+         FROM duckdb_columns() c
+         JOIN duckdb_tables() t USING (database_name, schema_name, table_name)
+         WHERE c.schema_name = 'main' AND c.database_name = current_database()
+           AND NOT starts_with(c.table_name, '_')
+         ORDER BY c.table_name, c.column_index",
     )?;
     let mut tables: Vec<TableInfo> = Vec::new();
     for row in result.rows() {
-        let (t, c, ty) = (
-            row[0].clone().unwrap_or_default(),
-            row[1].clone().unwrap_or_default(),
-            row[2].clone().unwrap_or_default(),
-        );
+        let [t, tc, c, ty, cc] = [0, 1, 2, 3, 4].map(|i| row[i].clone().unwrap_or_default());
         match tables.last_mut() {
-            Some(last) if last.name == t => last.columns.push((c, ty)),
+            Some(last) if last.name == t => {
+                last.columns.push((c, ty));
+                last.column_comments.push(cc);
+            }
             _ => tables.push(TableInfo {
                 name: t,
+                comment: tc,
                 columns: vec![(c, ty)],
+                column_comments: vec![cc],
             }),
         }
     }
@@ -382,29 +538,68 @@ mod tests {
             let c = Connection::open(&path).unwrap();
             c.execute_batch("CREATE TABLE t (a INTEGER, amount DECIMAL(14,2)); INSERT INTO t VALUES (1, 12.50), (2, -3.25);").unwrap();
         }
-        let conn = open(&path, Trust::Model).unwrap();
-        let r = run(&conn, "SELECT sum(amount) AS s FROM t").unwrap();
+        let mut engine = QueryEngine::open(&path, Trust::Model).unwrap();
+        let conn = engine.connection().unwrap();
+        let r = run(conn, "SELECT sum(amount) AS s FROM t").unwrap();
         assert_eq!(r.rows()[0][0].as_deref(), Some("9.25"));
-        assert!(run(&conn, "CREATE TABLE x (a INT)").is_err());
-        assert!(run(&conn, "INSERT INTO t VALUES (3, 1)").is_err());
+        assert!(run(conn, "CREATE TABLE x (a INT)").is_err());
+        assert!(run(conn, "INSERT INTO t VALUES (3, 1)").is_err());
         let csv = dir.path().join("secret.csv");
         std::fs::write(&csv, "a\n1\n").unwrap();
         assert!(
             run(
-                &conn,
+                conn,
                 &format!("SELECT * FROM read_csv('{}')", csv.display())
             )
             .is_err()
         );
-        assert!(run(&conn, "SET enable_external_access = true").is_err());
+        assert!(run(conn, "SET enable_external_access = true").is_err());
         assert!(
             run(
-                &conn,
+                conn,
                 &format!("ATTACH '{}' AS o", dir.path().join("o.db").display())
             )
             .is_err()
         );
-        assert!(run(&conn, "LOAD httpfs").is_err());
+        assert!(run(conn, "LOAD httpfs").is_err());
+    }
+
+    #[test]
+    fn works_offline_and_renders_every_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.duckdb");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (a INTEGER)")
+            .unwrap();
+        for trust in [Trust::User, Trust::Model] {
+            let mut engine = QueryEngine::open(&path, trust).unwrap();
+            let r = engine
+                .run(
+                    "SELECT current_date = today() AS same, current_date - INTERVAL 1 MONTH < current_date AS earlier,
+                            now() AS n, {'a': 1} AS s, [1, 2] AS l, INTERVAL 3 DAY AS i,
+                            TIMESTAMPTZ '2026-01-02 03:04:05+00' AS tz, TIMESTAMP '2026-01-02 03:04:05' AS ts,
+                            1::HUGEINT AS h, 'x'::BLOB AS b, uuid() AS u, TIME '10:00' AS t,
+                            DATE '2026-01-02' AS d, 1.5::DOUBLE AS f, json_extract('{\"a\": 7}', '$.a') AS j",
+                )
+                .unwrap();
+            let row = &r.rows()[0];
+            let today = chrono::Local::now().date_naive().to_string();
+            assert_eq!(row[0].as_deref(), Some("true"));
+            assert_eq!(row[1].as_deref(), Some("true"));
+            assert_eq!(row[6].as_deref(), Some("2026-01-02 03:04:05+00:00"));
+            assert_eq!(row[7].as_deref(), Some("2026-01-02 03:04:05"));
+            assert_eq!(row[14].as_deref(), Some("7"));
+            let d = engine.run("SELECT current_date AS d").unwrap();
+            assert_eq!(d.rows()[0][0].as_deref(), Some(today.as_str()));
+            for format in [OutputFormat::Table, OutputFormat::Csv, OutputFormat::Json] {
+                assert!(!render(&r, format).is_empty());
+            }
+            // Failures are errors, not crashes; nothing is fetched from the network.
+            assert!(engine.run("SELECT * FROM no_such_table").is_err());
+            assert!(engine.run("SELECT 1 +").is_err());
+            assert!(engine.run("INSTALL httpfs").is_err());
+        }
     }
 
     #[test]
@@ -412,8 +607,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.duckdb");
         Connection::open(&path).unwrap().execute_batch("CREATE TABLE t (n VARCHAR, amount DECIMAL(14,2), ok BOOLEAN); INSERT INTO t VALUES ('a, \"b\"', 1.50, true), (NULL, -2.00, false);").unwrap();
-        let conn = open(&path, Trust::User).unwrap();
-        let r = run(&conn, "SELECT * FROM t ORDER BY amount DESC").unwrap();
+        let mut engine = QueryEngine::open(&path, Trust::User).unwrap();
+        let r = engine.run("SELECT * FROM t ORDER BY amount DESC").unwrap();
         assert_eq!(
             render(&r, OutputFormat::Csv),
             "n,amount,ok\n\"a, \"\"b\"\"\",1.50,true\n,-2.00,false\n"

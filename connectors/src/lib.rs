@@ -5,11 +5,95 @@
 //!   - [`plaid::types`]: wire types, lenient where Plaid's enums are extensible.
 //!   - [`plaid::client`]: the HTTP client (credentials in headers, `PlaidError` decoding,
 //!     retries with backoff on 429 / 5xx / transport errors).
+//!   - [`plaid::items`]: the item store (`plaid_items`: list, tokens, delete).
+//!   - [`plaid::connect`]: which Plaid an item talks to (in-process simulator, a configured
+//!     URL, sandbox, production) and linking in the configured environment.
 //!   - [`plaid::link`]: linking an institution (sandbox public token → exchange → store).
 //!   - [`plaid::sync`]: the `/transactions/sync` source: all pages of an update and the new
 //!     cursor applied in one Postgres transaction, under a per-item advisory lock.
+//!   - [`plaid::source`]: Plaid as a pipeline [`Source`](finq_core::pipeline::Source).
 //! - [`sim`]: the offline Plaid simulator: the same HTTP API, deterministic generated data.
+
+//!
+//! [`SourceConfig`] is the `[[sources]]` section of `finq.toml`.
 
 pub mod pfc;
 pub mod plaid;
 pub mod sim;
+
+use std::sync::Arc;
+
+use finq_core::config::{ConfigError, PluginTables, Settings};
+use finq_core::pipeline::{BoxError, Context, PipelineReport, Source};
+use finq_core::vault::TokenVault;
+use serde::Deserialize;
+
+use crate::plaid::source::PlaidSource;
+use crate::plaid::sync::SyncSettings;
+
+/// One `[[sources]]` table of `finq.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// Every linked Plaid item, through `/transactions/sync`.
+    Plaid {
+        /// Transactions per `/transactions/sync` page (1–500).
+        #[serde(default)]
+        page_size: Option<i64>,
+    },
+}
+
+impl SourceConfig {
+    /// The configured sources, or Plaid when `finq.toml` lists none.
+    pub fn from_settings(settings: &Settings) -> Result<Vec<SourceConfig>, ConfigError> {
+        let configs = PluginTables::parse(&settings.plugins.sources, "sources")?
+            .unwrap_or_else(|| vec![SourceConfig::Plaid { page_size: None }]);
+        for c in &configs {
+            let SourceConfig::Plaid { page_size } = c;
+            if let Some(n) = page_size
+                && !(1..=500).contains(n)
+            {
+                return Err(ConfigError::Invalid {
+                    key: "sources.page_size",
+                    message: format!("{n} is not between 1 and 500"),
+                });
+            }
+        }
+        Ok(configs)
+    }
+
+    pub fn build(&self, settings: &Settings, vault: Arc<TokenVault>) -> SourcePlugin {
+        match self {
+            SourceConfig::Plaid { page_size } => {
+                let mut sync = SyncSettings::default();
+                if let Some(n) = page_size {
+                    sync.page_size = *n;
+                }
+                SourcePlugin::Plaid(PlaidSource {
+                    settings: settings.clone(),
+                    vault,
+                    sync,
+                })
+            }
+        }
+    }
+}
+
+/// A built source.
+pub enum SourcePlugin {
+    Plaid(PlaidSource),
+}
+
+impl Source for SourcePlugin {
+    fn name(&self) -> String {
+        match self {
+            SourcePlugin::Plaid(s) => s.name(),
+        }
+    }
+
+    async fn pull(&self, ctx: &Context, report: &mut PipelineReport) -> Result<(), BoxError> {
+        match self {
+            SourcePlugin::Plaid(s) => s.pull(ctx, report).await,
+        }
+    }
+}

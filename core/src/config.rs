@@ -86,6 +86,42 @@ pub struct Settings {
     pub encryption_key: Option<SecretString>,
     pub ollama_host: String,
     pub model: String,
+    /// The pipeline's plugins as `finq.toml` lists them (`[[sources]]`, `[[transforms]]`,
+    /// `[[sinks]]`, each with a `type`); each crate reads its own. Empty: the defaults.
+    pub plugins: PluginTables,
+}
+
+/// The raw `[[sources]]`, `[[transforms]]` and `[[sinks]]` tables of `finq.toml`.
+#[derive(Debug, Clone, Default)]
+pub struct PluginTables {
+    pub sources: Vec<toml::Value>,
+    pub transforms: Vec<toml::Value>,
+    pub sinks: Vec<toml::Value>,
+}
+
+impl PluginTables {
+    /// Parse one section's tables into a crate's config enum; `None` when the section is
+    /// absent (the caller uses its defaults).
+    pub fn parse<T: serde::de::DeserializeOwned>(
+        tables: &[toml::Value],
+        section: &'static str,
+    ) -> Result<Option<Vec<T>>, ConfigError> {
+        if tables.is_empty() {
+            return Ok(None);
+        }
+        tables
+            .iter()
+            .map(|t| {
+                t.clone()
+                    .try_into()
+                    .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                        key: section,
+                        message: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<T>, _>>()
+            .map(Some)
+    }
 }
 
 pub const DEFAULT_OLLAMA_HOST: &str = "http://127.0.0.1:11434";
@@ -101,6 +137,12 @@ struct FileSettings {
     plaid: FilePlaid,
     #[serde(default)]
     ollama: FileOllama,
+    #[serde(default)]
+    sources: Vec<toml::Value>,
+    #[serde(default)]
+    transforms: Vec<toml::Value>,
+    #[serde(default)]
+    sinks: Vec<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,6 +199,11 @@ impl Settings {
             model: env("FINQ_MODEL")
                 .or(file.ollama.model)
                 .unwrap_or_else(|| DEFAULT_MODEL.to_string()),
+            plugins: PluginTables {
+                sources: file.sources,
+                transforms: file.transforms,
+                sinks: file.sinks,
+            },
             data_dir,
             config_file,
         })

@@ -5,12 +5,13 @@
 //! - [`local_pg`]: finq's private PostgreSQL cluster under the data directory, used when
 //!   `DATABASE_URL` is unset.
 //! - [`db`]: connecting to PostgreSQL (either kind) and running the migrations ([`MIGRATOR`]).
-//! - [`plugin`]: the `Source` / `Transform` / `Sink` traits and the pipeline run report.
+//! - [`pipeline`]: the `Source` / `Transform` / `Sink` traits and the one runner every
+//!   caller uses: sources → derive (transforms, consuming `change_log`) → sinks.
 
 pub mod config;
 pub mod db;
 pub mod local_pg;
-pub mod plugin;
+pub mod pipeline;
 pub mod vault;
 
 /// The workspace's migrations (`migrations/` at the top of the repository).

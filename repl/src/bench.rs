@@ -2,23 +2,30 @@
 //! standing in for Plaid's servers) over loopback HTTP into PostgreSQL, measured against the
 //! straightforward way (one INSERT per row, autocommit) and the ceiling (plain COPY) on a
 //! sample of the same rows, plus one incremental update. The last line is one JSON object.
+//!
+//! `finq bench pipeline`: the whole pipeline, first run, no-op run, incremental run, and
+//! dashboard queries on DuckDB against PostgreSQL (see [`pipeline`]).
 
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use finq_analytics::query::{QueryEngine, Trust};
 use finq_connectors::plaid::PlaidClient;
 use finq_connectors::plaid::link::link_sandbox_institution;
 use finq_connectors::plaid::sync::{SyncSettings, sync_item};
 use finq_core::config::Settings;
 use finq_core::local_pg::LocalPostgres;
+use finq_core::pipeline::{Context as RunContext, PipelineReport, Stages, StepKind};
 use finq_core::vault::TokenVault;
 use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgPool, Row};
 use tokio::io::AsyncBufReadExt;
+
+use crate::app::App;
 
 fn peak_rss_mb() -> f64 {
     let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
@@ -80,27 +87,7 @@ async fn run(
 ) -> Result<serde_json::Value> {
     let pool = finq_core::db::connect_with(base.clone().database(name)).await?;
 
-    // The simulator in its own process, as Plaid would be.
-    eprintln!("starting the simulator with {transactions} transactions…");
-    let mut sim = tokio::process::Command::new(std::env::current_exe()?)
-        .args([
-            "sim",
-            "serve",
-            "--seed",
-            "1",
-            "--transactions",
-            &transactions.to_string(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("cannot start `finq sim serve`")?;
-    let mut lines = tokio::io::BufReader::new(sim.stdout.take().expect("piped")).lines();
-    let url = lines
-        .next_line()
-        .await?
-        .context("the simulator printed no URL")?;
+    let (mut sim, url) = spawn_simulator(transactions).await?;
     let client = PlaidClient::new(&url, "bench", SecretString::from("bench-secret"));
     let vault = TokenVault::from_key(&rand_key());
 
@@ -166,6 +153,31 @@ async fn run(
         "incremental_ms": round(incremental_ms, 1),
         "pages": outcome.pages,
     }))
+}
+
+/// The simulator in its own process, as Plaid would be. Returns it and its base URL.
+async fn spawn_simulator(transactions: usize) -> Result<(tokio::process::Child, String)> {
+    eprintln!("starting the simulator with {transactions} transactions…");
+    let mut sim = tokio::process::Command::new(std::env::current_exe()?)
+        .args([
+            "sim",
+            "serve",
+            "--seed",
+            "1",
+            "--transactions",
+            &transactions.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start `finq sim serve`")?;
+    let mut lines = tokio::io::BufReader::new(sim.stdout.take().expect("piped")).lines();
+    let url = lines
+        .next_line()
+        .await?
+        .context("the simulator printed no URL")?;
+    Ok((sim, url))
 }
 
 fn round(x: f64, places: i32) -> f64 {
@@ -268,4 +280,258 @@ async fn baselines(pool: &PgPool, sample: usize) -> Result<(f64, f64)> {
         .execute(pool)
         .await?;
     Ok((insert_rate, copy_rate))
+}
+
+/// `finq bench pipeline`: the whole pipeline on N transactions: the full mirror build, a run
+/// with nothing new, an incremental run after `changes` changes at the bank (sync,
+/// transforms, mirror), and dashboard queries on DuckDB against the same questions in SQL on
+/// PostgreSQL's tables. The last line is one JSON object.
+pub async fn pipeline(transactions: usize, changes: usize, repeat: usize) -> Result<ExitCode> {
+    if transactions < 1000 {
+        bail!("--transactions must be at least 1000");
+    }
+    let (base, name) = bench_database().await?;
+    let result = run_pipeline(&base, &name, transactions, changes, repeat.max(1)).await;
+    drop_database(&base, &name).await;
+    let figures = result?;
+    println!("{}", serde_json::to_string(&figures)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn step_ms(report: &PipelineReport, kind: StepKind) -> f64 {
+    report
+        .steps
+        .iter()
+        .filter(|s| s.kind == kind)
+        .map(|s| s.millis as f64)
+        .sum()
+}
+
+/// Dashboard questions: (name, DuckDB SQL on the mirror, the same in PostgreSQL).
+const AGGREGATES: &[(&str, &str, &str)] = &[
+    (
+        "spending_by_category_90d",
+        "SELECT category, -sum(amount) AS spent FROM transactions
+         WHERE amount < 0 AND date > (SELECT max(date) FROM transactions) - INTERVAL 90 DAY
+         GROUP BY category ORDER BY spent DESC",
+        "SELECT category, -sum(amount) AS spent FROM unified_transactions
+         WHERE amount < 0 AND date > (SELECT max(date) FROM unified_transactions) - 90
+         GROUP BY category ORDER BY spent DESC",
+    ),
+    (
+        "monthly_income_spending_24m",
+        "SELECT date_trunc('month', date) AS month,
+                sum(amount) FILTER (WHERE amount > 0) AS income,
+                -sum(amount) FILTER (WHERE amount < 0) AS spending
+         FROM transactions
+         WHERE date > (SELECT max(date) FROM transactions) - INTERVAL 24 MONTH
+         GROUP BY month ORDER BY month",
+        "SELECT date_trunc('month', date) AS month,
+                sum(amount) FILTER (WHERE amount > 0) AS income,
+                -sum(amount) FILTER (WHERE amount < 0) AS spending
+         FROM unified_transactions
+         WHERE date > (SELECT max(date) FROM unified_transactions) - INTERVAL '24 months'
+         GROUP BY month ORDER BY month",
+    ),
+    (
+        "top_merchants",
+        "SELECT merchant, count(*) AS n, -sum(amount) AS spent FROM transactions
+         WHERE amount < 0 AND merchant IS NOT NULL
+         GROUP BY merchant ORDER BY spent DESC LIMIT 20",
+        "SELECT merchant, count(*) AS n, -sum(amount) AS spent FROM unified_transactions
+         WHERE amount < 0 AND merchant IS NOT NULL
+         GROUP BY merchant ORDER BY spent DESC LIMIT 20",
+    ),
+    (
+        "daily_balance_history",
+        "SELECT account_id, date, sum(sum(amount)) OVER (PARTITION BY account_id ORDER BY date) AS balance_change
+         FROM transactions WHERE account_id IS NOT NULL
+         GROUP BY account_id, date ORDER BY account_id, date",
+        "SELECT account_id, date, sum(sum(amount)) OVER (PARTITION BY account_id ORDER BY date) AS balance_change
+         FROM unified_transactions WHERE account_id IS NOT NULL
+         GROUP BY account_id, date ORDER BY account_id, date",
+    ),
+    (
+        "net_worth_by_month",
+        "WITH now AS (SELECT sum(CASE WHEN type IN ('credit', 'loan') THEN -current_balance ELSE current_balance END) AS nw
+                      FROM accounts),
+              m AS (SELECT date_trunc('month', date) AS month, sum(amount) AS flow FROM transactions GROUP BY 1)
+         SELECT month, (SELECT nw FROM now)
+                - coalesce(sum(flow) OVER (ORDER BY month DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
+                AS net_worth
+         FROM m ORDER BY month",
+        "WITH now AS (SELECT sum(CASE WHEN type IN ('credit', 'loan') THEN -current_balance ELSE current_balance END) AS nw
+                      FROM plaid_accounts),
+              m AS (SELECT date_trunc('month', date) AS month, sum(amount) AS flow FROM unified_transactions GROUP BY 1)
+         SELECT month, (SELECT nw FROM now)
+                - coalesce(sum(flow) OVER (ORDER BY month DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
+                AS net_worth
+         FROM m ORDER BY month",
+    ),
+];
+
+async fn run_pipeline(
+    base: &PgConnectOptions,
+    name: &str,
+    transactions: usize,
+    changes: usize,
+    repeat: usize,
+) -> Result<serde_json::Value> {
+    let pool = finq_core::db::connect_with(base.clone().database(name)).await?;
+    let (mut sim, url) = spawn_simulator(transactions).await?;
+    let data = tempfile::tempdir()?;
+    let (data_dir, sim_url) = (data.path().display().to_string(), url.clone());
+    let settings = Settings::from_env_fn(|k| match k {
+        "FINQ_DATA_DIR" => Some(data_dir.clone()),
+        "PLAID_BASE_URL" => Some(sim_url.clone()),
+        _ => None,
+    })?;
+    let vault = std::sync::Arc::new(TokenVault::from_key(&rand_key()));
+    let client = PlaidClient::new(&url, "bench", SecretString::from("bench-secret"));
+    let item =
+        link_sandbox_institution(&pool, &client, &vault, "ins_109508", "sim", |_| None).await?;
+    let app = App {
+        settings,
+        pool: pool.clone(),
+        vault,
+    };
+    let plan = crate::pipeline::plan(&app)?;
+    let ctx = RunContext::new(pool.clone());
+    let run = async || {
+        let report = finq_core::pipeline::run(&ctx, &plan, Stages::All).await;
+        if !report.ok() {
+            let failed: Vec<String> = report
+                .failed()
+                .map(|s| format!("{}: {}", s.name, s.error.as_deref().unwrap_or("")))
+                .collect();
+            bail!("the pipeline failed: {}", failed.join("; "));
+        }
+        Ok(report)
+    };
+
+    let t = Instant::now();
+    let first = run().await?;
+    let initial_run_s = t.elapsed().as_secs_f64();
+    eprintln!(
+        "first run (sync {:.1} s, transforms {:.1} s, mirror {:.1} s): {initial_run_s:.1} s",
+        step_ms(&first, StepKind::Source) / 1e3,
+        step_ms(&first, StepKind::Transform) / 1e3,
+        step_ms(&first, StepKind::Sink) / 1e3,
+    );
+
+    let mirror = finq_analytics::mirror::DuckMirror::new(app.settings.duckdb_path());
+    let mut full = Vec::new();
+    for _ in 0..repeat {
+        let t = Instant::now();
+        let r = mirror.rebuild(&pool).await?;
+        full.push(t.elapsed().as_secs_f64());
+        anyhow::ensure!(
+            r.rows as usize == transactions,
+            "the rebuild wrote {} rows",
+            r.rows
+        );
+    }
+    let mirror_full_s = median(full);
+    eprintln!("full mirror build: {mirror_full_s:.2} s");
+
+    let mut noop = Vec::new();
+    for _ in 0..repeat.max(3) {
+        let t = Instant::now();
+        run().await?;
+        noop.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let noop_run_ms = median(noop);
+    eprintln!("run with nothing new at the bank: {noop_run_ms:.0} ms");
+
+    let (mut e2e, mut sink, mut sync, mut derive, mut applied) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0);
+    for _ in 0..repeat {
+        reqwest::Client::new()
+            .post(format!("{url}/sim/items/{}/churn", item.item_id))
+            .json(&serde_json::json!({ "changes": changes }))
+            .send()
+            .await?
+            .error_for_status()?;
+        let t = Instant::now();
+        let r = run().await?;
+        e2e.push(t.elapsed().as_secs_f64() * 1e3);
+        sync.push(step_ms(&r, StepKind::Source));
+        derive.push(step_ms(&r, StepKind::Transform));
+        sink.push(step_ms(&r, StepKind::Sink));
+        applied = r
+            .steps
+            .iter()
+            .filter(|s| s.kind == StepKind::Source)
+            .map(|s| {
+                s.counts.get("added").unwrap_or(&0)
+                    + s.counts.get("modified").unwrap_or(&0)
+                    + s.counts.get("removed").unwrap_or(&0)
+            })
+            .sum::<u64>();
+    }
+    let incremental_e2e_ms = median(e2e);
+    let mirror_incremental_ms = median(sink);
+    eprintln!(
+        "incremental run after {applied} changes: {incremental_e2e_ms:.0} ms (mirror {mirror_incremental_ms:.0} ms)"
+    );
+    let peak = peak_rss_mb();
+
+    // Dashboard questions, warm, median of several.
+    let mut engine = QueryEngine::open(&app.settings.duckdb_path(), Trust::User)?;
+    let mut aggregates = Vec::new();
+    let mut speedups = Vec::new();
+    for (name, duck_sql, pg_sql) in AGGREGATES {
+        engine.run(duck_sql)?;
+        sqlx::query(sqlx::AssertSqlSafe(*pg_sql))
+            .fetch_all(&pool)
+            .await?;
+        let (mut d, mut p) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            let t = Instant::now();
+            engine.run(duck_sql)?;
+            d.push(t.elapsed().as_secs_f64() * 1e3);
+            let t = Instant::now();
+            sqlx::query(sqlx::AssertSqlSafe(*pg_sql))
+                .fetch_all(&pool)
+                .await?;
+            p.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let (duckdb_ms, postgres_ms) = (median(d), median(p));
+        speedups.push(postgres_ms / duckdb_ms);
+        eprintln!("{name}: DuckDB {duckdb_ms:.1} ms, PostgreSQL {postgres_ms:.1} ms");
+        aggregates.push(serde_json::json!({
+            "name": name,
+            "duckdb_ms": round(duckdb_ms, 1),
+            "postgres_ms": round(postgres_ms, 1),
+            "speedup": round(postgres_ms / duckdb_ms, 1),
+        }));
+    }
+    drop(engine);
+    let _ = sim.kill().await;
+    pool.close().await;
+    Ok(serde_json::json!({
+        "transactions": transactions,
+        "build_profile": if cfg!(debug_assertions) { "dev" } else { "release" },
+        "initial_run_s": round(initial_run_s, 2),
+        "mirror_full_s": round(mirror_full_s, 2),
+        "noop_run_ms": round(noop_run_ms, 1),
+        "incremental_changes": applied,
+        "incremental_e2e_ms": round(incremental_e2e_ms, 1),
+        "sync_incremental_ms": round(median(sync), 1),
+        "derive_incremental_ms": round(median(derive), 1),
+        "mirror_incremental_ms": round(mirror_incremental_ms, 1),
+        "aggregates": aggregates,
+        "median_speedup": round(median(speedups), 1),
+        "peak_rss_mb": round(peak, 1),
+    }))
 }

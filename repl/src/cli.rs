@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
-use finq_analytics::query::{self, OutputFormat, Trust};
+use clap::{Parser, Subcommand};
+use finq_analytics::query::{self, OutputFormat, QueryEngine, Trust};
+use finq_core::pipeline::Stages;
 
 use crate::app::App;
 
@@ -73,14 +74,23 @@ pub enum Command {
     Sql {
         /// The query, e.g. "SELECT category, sum(amount) FROM transactions GROUP BY 1".
         query: String,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
     },
     /// Ask a question in plain English (needs Ollama).
     Ask {
         question: String,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
+    /// The DuckDB mirror: brought up to date incrementally by `finq run`.
+    Mirror {
+        /// Rebuild it from scratch instead of applying what changed.
+        #[arg(long)]
+        rebuild: bool,
+        /// Print a JSON summary instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// The interactive REPL: SQL ending in `;`, `?question`, `\d`, `\help`, `\q`.
     Repl,
@@ -114,6 +124,19 @@ pub enum ItemsCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// The whole pipeline on N transactions: full mirror build, a run with nothing new, an
+    /// incremental run after changes at the bank, and dashboard queries on DuckDB against
+    /// PostgreSQL.
+    Pipeline {
+        #[arg(long, default_value_t = 1_000_000)]
+        transactions: usize,
+        /// Changes at the bank before each incremental run.
+        #[arg(long, default_value_t = 1000)]
+        changes: usize,
+        /// Repetitions of each timed part (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
     /// Initial sync of N transactions from the simulator over loopback HTTP into PostgreSQL,
     /// against one-INSERT-per-row and plain COPY on a sample, plus an incremental update.
     Sync {
@@ -159,23 +182,6 @@ pub enum DbCommand {
     Stop,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    Table,
-    Csv,
-    Json,
-}
-
-impl From<Format> for OutputFormat {
-    fn from(f: Format) -> Self {
-        match f {
-            Format::Table => OutputFormat::Table,
-            Format::Csv => OutputFormat::Csv,
-            Format::Json => OutputFormat::Json,
-        }
-    }
-}
-
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Demo { transactions, seed } => crate::demo::run(transactions, seed).await,
@@ -190,7 +196,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             update: None,
         } => {
             let app = App::open().await?;
-            let linked = crate::connections::link(&app, &institution, None).await?;
+            let linked = finq_connectors::plaid::connect::link(
+                &app.pool,
+                &app.vault,
+                &app.settings,
+                &institution,
+                None,
+            )
+            .await?;
             println!(
                 "Linked {} ({}): item {} with {} accounts. Run `finq sync` to pull transactions.",
                 linked.institution_name, linked.institution_id, linked.item_id, linked.accounts
@@ -218,6 +231,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Bench {
             command:
+                BenchCommand::Pipeline {
+                    transactions,
+                    changes,
+                    repeat,
+                },
+        } => crate::bench::pipeline(transactions, changes, repeat).await,
+        Command::Bench {
+            command:
                 BenchCommand::Sync {
                     transactions,
                     sample,
@@ -226,8 +247,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         } => crate::bench::sync(transactions, sample, incremental).await,
         Command::Sync { json } => {
             let app = App::open().await?;
-            let report =
-                crate::pipeline::run(&app, crate::pipeline::Steps::SyncOnly, None, !json).await?;
+            let report = crate::pipeline::run(&app, Stages::Sources, None, !json).await?;
             let code = crate::pipeline::print_report(&report, json)?;
             if !json && report.ok() && !report.steps.is_empty() {
                 eprintln!("(the DuckDB mirror is refreshed by `finq run`)");
@@ -236,32 +256,50 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Run { json } => {
             let app = App::open().await?;
-            let report =
-                crate::pipeline::run(&app, crate::pipeline::Steps::All, None, !json).await?;
+            let report = crate::pipeline::run(&app, Stages::All, None, !json).await?;
             crate::pipeline::print_report(&report, json)
         }
         Command::Sql { query: sql, format } => {
             let settings = finq_core::config::Settings::load()?;
-            let conn = query::open(&settings.duckdb_path(), Trust::User)?;
-            let result = query::run(&conn, &sql).context("the query failed")?;
-            println!("{}", query::render(&result, format.into()).trim_end());
+            let mut engine = QueryEngine::open(&settings.duckdb_path(), Trust::User)?;
+            let result = engine.run(&sql).context("the query failed")?;
+            println!("{}", query::render(&result, format).trim_end());
             Ok(ExitCode::SUCCESS)
         }
         Command::Ask { question, format } => {
             let settings = finq_core::config::Settings::load()?;
             let engine = finq_analytics::nl::NlEngine::new(&settings.ollama_host, &settings.model)?;
             let answer = engine.ask(&settings.duckdb_path(), &question).await?;
-            if format == Format::Table {
+            if format == OutputFormat::Table {
                 eprintln!(
                     "{}\n  {}",
                     answer.plan.explanation,
                     answer.plan.sql.replace('\n', "\n  ")
                 );
             }
-            println!(
-                "{}",
-                query::render(&answer.result, format.into()).trim_end()
-            );
+            println!("{}", query::render(&answer.result, format).trim_end());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Mirror { rebuild, json } => {
+            let app = App::open().await?;
+            let mirror = finq_analytics::mirror::DuckMirror::new(app.settings.duckdb_path());
+            let report = if rebuild {
+                mirror.rebuild(&app.pool).await?
+            } else {
+                mirror.write(&app.pool).await?
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "{}: {} ({} transaction rows written, {} deletions, at change {})",
+                    mirror.path().display(),
+                    report.mode,
+                    report.rows,
+                    report.deletions,
+                    report.position
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Repl => crate::repl::run().await.map(|()| ExitCode::SUCCESS),

@@ -8,8 +8,10 @@ use finq_connectors::sim::SimConfig;
 use finq_core::config::{PlaidEnv, Settings};
 
 use crate::app::App;
-use crate::connections::{link, list_items};
-use crate::pipeline::{self, Steps};
+use finq_connectors::plaid::{connect, items};
+use finq_core::pipeline::Stages;
+
+use crate::pipeline;
 
 const DEMO_INSTITUTION: &str = "ins_109508";
 const DEMO_TAG: &str = "demo";
@@ -42,17 +44,11 @@ pub async fn run(transactions: usize, seed: u64) -> Result<ExitCode> {
     let app = App::open_with(settings).await?;
 
     // Reuse the demo item if this seed and size were linked before; replace older demo items.
-    let items = list_items(&app).await?;
+    let linked = items::list(&app.pool).await?;
     let mut demo_item = None;
     let mut stale = Vec::new();
-    for item in &items {
-        let tagged = sqlx::query_scalar::<_, Option<String>>(
-            "SELECT sim_spec->>'created_by' FROM plaid_items WHERE item_id = $1",
-        )
-        .bind(&item.item_id)
-        .fetch_one(&app.pool)
-        .await?;
-        if tagged.as_deref() != Some(DEMO_TAG) {
+    for item in &linked {
+        if item.created_by.as_deref() != Some(DEMO_TAG) {
             continue;
         }
         match &item.sim_spec {
@@ -70,7 +66,7 @@ pub async fn run(transactions: usize, seed: u64) -> Result<ExitCode> {
     if !stale.is_empty() {
         let mut tx = app.pool.begin().await?;
         for item in &stale {
-            finq_connectors::plaid::link::delete_item(&mut tx, item).await?;
+            items::delete(&mut tx, item).await?;
         }
         tx.commit().await?;
         eprintln!(
@@ -89,9 +85,15 @@ pub async fn run(transactions: usize, seed: u64) -> Result<ExitCode> {
                 transactions,
                 ..Default::default()
             };
-            let linked = link(&app, DEMO_INSTITUTION, Some((config, DEMO_TAG)))
-                .await
-                .context("linking the simulated bank failed")?;
+            let linked = connect::link(
+                &app.pool,
+                &app.vault,
+                &app.settings,
+                DEMO_INSTITUTION,
+                Some((config, DEMO_TAG)),
+            )
+            .await
+            .context("linking the simulated bank failed")?;
             eprintln!(
                 "[2/4] bank: linked {} (simulated) — item {}, {} accounts",
                 linked.institution_name, linked.item_id, linked.accounts
@@ -101,7 +103,7 @@ pub async fn run(transactions: usize, seed: u64) -> Result<ExitCode> {
     };
 
     eprintln!("[3/4] sync → transforms → DuckDB mirror");
-    let report = pipeline::run(&app, Steps::All, Some(&item_id), true).await?;
+    let report = pipeline::run(&app, Stages::All, Some(&item_id), true).await?;
     for s in &report.steps {
         let counts: Vec<String> = s.counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
         match &s.error {

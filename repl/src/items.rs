@@ -11,7 +11,9 @@ use secrecy::SecretString;
 use sqlx::Row;
 
 use crate::app::App;
-use crate::connections::{Connections, ItemInfo, list_items};
+use finq_connectors::plaid::connect::Connections;
+use finq_connectors::plaid::items::{self, ItemInfo};
+use finq_core::pipeline::Stages;
 
 fn ago(t: DateTime<Utc>) -> String {
     let secs = (Utc::now() - t).num_seconds().max(0);
@@ -110,20 +112,11 @@ pub async fn list(app: &App, json: bool) -> Result<ExitCode> {
 }
 
 async fn find(app: &App, item_id: &str) -> Result<ItemInfo> {
-    list_items(app)
-        .await?
-        .into_iter()
-        .find(|i| i.item_id == item_id)
-        .with_context(|| format!("no linked item `{item_id}`; `finq items` lists them"))
+    Ok(items::get(&app.pool, item_id).await?)
 }
 
 async fn token(app: &App, item_id: &str) -> Result<SecretString> {
-    let sealed: Vec<u8> =
-        sqlx::query_scalar("SELECT access_token_enc FROM plaid_items WHERE item_id = $1")
-            .bind(item_id)
-            .fetch_one(&app.pool)
-            .await?;
-    Ok(app.vault.open(item_id, &sealed)?)
+    Ok(items::open_token(&app.pool, &app.vault, item_id).await?)
 }
 
 pub async fn remove(app: &App, item_id: &str, yes: bool) -> Result<ExitCode> {
@@ -167,9 +160,9 @@ pub async fn remove(app: &App, item_id: &str, yes: bool) -> Result<ExitCode> {
     conns.stop().await;
     outcome?;
     let mut tx = app.pool.begin().await?;
-    finq_connectors::plaid::link::delete_item(&mut tx, item_id).await?;
+    items::delete(&mut tx, item_id).await?;
     tx.commit().await?;
-    let report = crate::pipeline::run(app, crate::pipeline::Steps::DeriveOnly, None, false).await?;
+    let report = crate::pipeline::run(app, Stages::Derive, None, false).await?;
     println!(
         "Removed {} (item {item_id}) and its {n} transactions.",
         item.institution
@@ -199,8 +192,7 @@ pub async fn update(app: &App, item_id: &str) -> Result<ExitCode> {
             "Update-mode link token {} created; the simulator completed Link, so the login is repaired.",
             link.link_token
         );
-        let report =
-            crate::pipeline::run(app, crate::pipeline::Steps::All, Some(item_id), true).await?;
+        let report = crate::pipeline::run(app, Stages::All, Some(item_id), true).await?;
         return crate::pipeline::print_report(&report, false);
     }
     conns.stop().await;

@@ -4,7 +4,6 @@
 mod app;
 mod bench;
 mod cli;
-mod connections;
 mod demo;
 mod items;
 mod pipeline;
@@ -28,7 +27,10 @@ async fn main() -> std::process::ExitCode {
 }
 
 /// Logs go to stderr (never into query output); `FINQ_LOG` / `RUST_LOG` or `-v` set the level.
+/// By default only finq's own warnings show: libraries' chatter (sqlx's "slow statement"
+/// notes on a long first sync) is not for a cron mail, and colours only go to a terminal.
 fn init_logging(verbose: u8) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "warn",
@@ -39,9 +41,10 @@ fn init_logging(verbose: u8) {
         .or_else(|_| std::env::var("RUST_LOG"))
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(format!("{default},sqlx=warn")));
+        .unwrap_or_else(|| EnvFilter::new(format!("{default},sqlx=error")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();

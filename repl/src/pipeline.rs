@@ -1,123 +1,80 @@
-//! A pipeline run: sources (every linked item) → transforms → sinks (the DuckDB mirror),
-//! each step timed and recorded; a failing connection does not stop the others.
+//! The binary's side of a pipeline run: the plan built from `finq.toml`, a spinner on
+//! stderr for people, and the report printed as text or JSON. The run itself is
+//! [`finq_core::pipeline::run`].
 
+use std::collections::HashMap;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
-use finq_analytics::mirror::DuckMirror;
-use finq_connectors::plaid::sync::{PlaidItemSource, SyncProgress, SyncSettings};
-use finq_core::plugin::{PipelineReport, Sink, Source, StepKind, Transform};
-use finq_transforms::{CategoryMapping, UnionTransactions};
+use finq_analytics::{SinkConfig, SinkPlugin};
+use finq_connectors::{SourceConfig, SourcePlugin};
+use finq_core::pipeline::{self, Context, PipelineReport, Plan, Progress, Stages, StepKind};
+use finq_transforms::{TransformConfig, TransformPlugin};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::app::App;
-use crate::connections::{Connections, list_items};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Steps {
-    /// Sources only.
-    SyncOnly,
-    /// Transforms and sinks only (after local changes).
-    DeriveOnly,
-    All,
+pub type FinqPlan = Plan<SourcePlugin, TransformPlugin, SinkPlugin>;
+
+/// The plugins `finq.toml` lists, or the defaults.
+pub fn plan(app: &App) -> Result<FinqPlan> {
+    let s = &app.settings;
+    Ok(Plan {
+        sources: SourceConfig::from_settings(s)?
+            .iter()
+            .map(|c| c.build(s, app.vault.clone()))
+            .collect(),
+        transforms: TransformConfig::from_settings(s)?
+            .iter()
+            .map(TransformConfig::build)
+            .collect(),
+        sinks: SinkConfig::from_settings(s)?
+            .iter()
+            .map(|c| c.build(s))
+            .collect(),
+    })
 }
 
-/// The transforms, in order. A closed list: the compiler sees every one.
-enum TransformStep {
-    Categories(CategoryMapping),
-    Union(UnionTransactions),
-}
-
-impl TransformStep {
-    fn all() -> Vec<TransformStep> {
-        vec![
-            TransformStep::Categories(CategoryMapping),
-            TransformStep::Union(UnionTransactions),
-        ]
-    }
-}
-
+/// Run the pipeline; `only` limits the sources to one item.
 pub async fn run(
     app: &App,
-    steps: Steps,
-    only_item: Option<&str>,
+    stages: Stages,
+    only: Option<&str>,
     show_progress: bool,
 ) -> Result<PipelineReport> {
-    let mut report = PipelineReport::default();
-    let items = list_items(app).await?;
-    let mut conns = Connections::new(&app.settings);
-    for item in items
-        .iter()
-        .filter(|i| only_item.is_none_or(|o| o == i.item_id))
-    {
-        let name = format!("{} (item {})", item.institution, item.item_id);
-        let client = match conns.client_for(item).await {
-            Ok(c) => c,
-            Err(e) => {
-                let e: finq_core::plugin::BoxError = e.into();
-                report
-                    .record(StepKind::Source, name, async { Err(e) })
-                    .await;
-                continue;
-            }
-        };
-        let bar = if show_progress {
+    let plan = plan(app)?;
+    let mut ctx = Context::new(app.pool.clone()).only(only.map(str::to_string));
+    if show_progress {
+        ctx = ctx.with_progress(Arc::new(Spinners::default()));
+    }
+    Ok(pipeline::run(&ctx, &plan, stages).await)
+}
+
+/// One spinner per running step, on stderr.
+#[derive(Default)]
+struct Spinners {
+    bars: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl Progress for Spinners {
+    fn update(&self, step: &str, message: &str) {
+        let mut bars = self.bars.lock().expect("progress lock");
+        let bar = bars.entry(step.to_string()).or_insert_with(|| {
             let bar = ProgressBar::new_spinner();
             bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("valid template"));
-            bar.set_message(format!("syncing {}", item.institution));
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
-        } else {
-            ProgressBar::hidden()
-        };
-        let progress_bar = bar.clone();
-        let institution = item.institution.clone();
-        let source = PlaidItemSource {
-            client,
-            vault: app.vault.clone(),
-            item_id: item.item_id.clone(),
-            institution: item.institution.clone(),
-            settings: SyncSettings::default(),
-            progress: Arc::new(move |p: SyncProgress| {
-                progress_bar.set_message(format!(
-                    "syncing {institution}: {} changes, {} pages",
-                    p.changes, p.pages
-                ));
-            }),
-        };
-        report
-            .record(StepKind::Source, source.name(), source.sync(&app.pool))
-            .await;
-        bar.finish_and_clear();
+        });
+        bar.set_message(message.to_string());
     }
-    conns.stop().await;
-    if steps != Steps::SyncOnly {
-        for t in TransformStep::all() {
-            match t {
-                TransformStep::Categories(t) => {
-                    report
-                        .record(StepKind::Transform, t.name().into(), t.run(&app.pool))
-                        .await
-                }
-                TransformStep::Union(t) => {
-                    report
-                        .record(StepKind::Transform, t.name().into(), t.run(&app.pool))
-                        .await
-                }
-            };
+
+    fn finish(&self, step: &str) {
+        if let Some(bar) = self.bars.lock().expect("progress lock").remove(step) {
+            bar.finish_and_clear();
         }
-        let mirror = DuckMirror::new(app.settings.duckdb_path());
-        report
-            .record(
-                StepKind::Sink,
-                mirror.name().into(),
-                mirror.write(&app.pool),
-            )
-            .await;
     }
-    Ok(report)
 }
 
 pub fn print_report(report: &PipelineReport, json: bool) -> Result<ExitCode> {
@@ -125,10 +82,8 @@ pub fn print_report(report: &PipelineReport, json: bool) -> Result<ExitCode> {
         let value = serde_json::json!({ "ok": report.ok(), "steps": report.steps });
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        if report.steps.is_empty() {
-            println!(
-                "Nothing to do: no institution is linked yet. `finq link` links one (or try `finq demo`)."
-            );
+        if !report.steps.iter().any(|s| s.kind == StepKind::Source) {
+            println!("No institution is linked yet: `finq link` links one (or try `finq demo`).");
         }
         for s in &report.steps {
             let counts: Vec<String> = s.counts.iter().map(|(k, v)| format!("{k} {v}")).collect();

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use anyhow::Result;
 use finq_analytics::nl::NlEngine;
-use finq_analytics::query::{self, OutputFormat, Trust};
+use finq_analytics::query::{self, OutputFormat, QueryEngine, Trust};
 use finq_core::config::Settings;
 use rustyline::completion::Completer;
 use rustyline::error::ReadlineError;
@@ -23,7 +23,7 @@ const HELP: &str = "\
   \\help               this help
   \\q                  quit (or Ctrl-D)
 
-Tables: transactions (amount: money in positive, money out negative), accounts, categories.";
+Tables: transactions (amount: money in positive, money out negative), accounts, categories,\nitems, balance_history, sync_log.";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplCommand {
@@ -104,6 +104,7 @@ pub async fn run() -> Result<()> {
     let mut rl: Editor<FinqHelper, DefaultHistory> = Editor::new()?;
     rl.set_helper(Some(FinqHelper));
     let history = settings.history_path();
+    let mut engine: Option<QueryEngine> = None;
     let _ = std::fs::create_dir_all(&settings.data_dir);
     let _ = rl.load_history(&history);
     eprintln!(
@@ -133,7 +134,7 @@ pub async fn run() -> Result<()> {
                 }
                 match entry.parse::<ReplCommand>() {
                     Ok(ReplCommand::Quit) => break,
-                    Ok(cmd) => execute(&settings, cmd).await,
+                    Ok(cmd) => execute(&settings, &mut engine, cmd).await,
                     Err(e) => eprintln!("{e}"),
                 }
             }
@@ -145,21 +146,32 @@ pub async fn run() -> Result<()> {
     Ok(())
 }
 
-async fn execute(settings: &Settings, cmd: ReplCommand) {
+/// The REPL's one connection to the mirror, opened when first needed (the mirror may not
+/// exist yet when the REPL starts) and kept.
+fn engine<'a>(
+    engine: &'a mut Option<QueryEngine>,
+    settings: &Settings,
+) -> Result<&'a mut QueryEngine> {
+    if engine.is_none() {
+        *engine = Some(QueryEngine::open(&settings.duckdb_path(), Trust::User)?);
+    }
+    Ok(engine.as_mut().expect("just opened"))
+}
+
+async fn execute(settings: &Settings, conn: &mut Option<QueryEngine>, cmd: ReplCommand) {
     let mirror = settings.duckdb_path();
     let outcome: Result<()> = async {
         match cmd {
             ReplCommand::Empty | ReplCommand::Quit => {}
             ReplCommand::Help => println!("{HELP}"),
             ReplCommand::Sql(sql) => {
-                let conn = query::open(&mirror, Trust::User)?;
-                let result = query::run(&conn, &sql)?;
+                let result = engine(conn, settings)?.run(&sql)?;
                 println!("{}", query::render(&result, OutputFormat::Table));
             }
             ReplCommand::Describe(None) => {
-                let conn = query::open(&mirror, Trust::User)?;
-                for t in query::describe(&conn)? {
-                    let n = query::run(&conn, &format!("SELECT count(*) FROM \"{}\"", t.name))?;
+                let engine = engine(conn, settings)?;
+                for t in engine.describe()? {
+                    let n = engine.run(&format!("SELECT count(*) FROM \"{}\"", t.name))?;
                     let rows = n.rows()[0][0].clone().unwrap_or_default();
                     println!(
                         "{:<14} {rows:>8} rows   {} columns",
@@ -169,12 +181,14 @@ async fn execute(settings: &Settings, cmd: ReplCommand) {
                 }
             }
             ReplCommand::Describe(Some(table)) => {
-                let conn = query::open(&mirror, Trust::User)?;
-                let tables = query::describe(&conn)?;
+                let tables = engine(conn, settings)?.describe()?;
                 match tables.iter().find(|t| t.name.eq_ignore_ascii_case(&table)) {
                     Some(t) => {
-                        for (c, ty) in &t.columns {
-                            println!("  {c:<26} {ty}");
+                        if !t.comment.is_empty() {
+                            println!("{}", t.comment);
+                        }
+                        for ((c, ty), comment) in t.columns.iter().zip(&t.column_comments) {
+                            println!("  {c:<24} {ty:<14} {comment}");
                         }
                     }
                     None => println!("no table `{table}`; \\d lists them"),

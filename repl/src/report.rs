@@ -5,12 +5,11 @@ use std::path::Path;
 
 use anyhow::Result;
 use chrono::{Datelike, Months, NaiveDate};
-use finq_analytics::query::{self, OutputFormat, Trust};
+use finq_analytics::query::{self, OutputFormat, QueryEngine, Trust};
 
 pub fn print(mirror: &Path) -> Result<()> {
-    let conn = query::open(mirror, Trust::User)?;
-    let accounts = query::run(
-        &conn,
+    let mut engine = QueryEngine::open(mirror, Trust::User)?;
+    let accounts = engine.run(
         "SELECT institution, name || coalesce(' ••' || mask, '') AS account, subtype AS type,
                 current_balance AS balance, available_balance AS available, currency
          FROM accounts ORDER BY institution, type, account",
@@ -47,7 +46,7 @@ pub fn print(mirror: &Path) -> Result<()> {
         first = months[0],
         cols = columns.join(", ")
     );
-    let spending = query::run(&conn, &sql)?;
+    let spending = engine.run(&sql)?;
     println!(
         "Spending by category (money out, pending included)\n{}",
         query::render(&spending, OutputFormat::Table)

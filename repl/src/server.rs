@@ -13,7 +13,9 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::app::App;
-use crate::pipeline::{self, Steps};
+use finq_core::pipeline::Stages;
+
+use crate::pipeline;
 
 struct ServerState {
     app: App,
@@ -162,7 +164,7 @@ async fn webhook(
     let task_state = state.clone();
     tokio::spawn(async move {
         let _one_at_a_time = task_state.running.lock().await;
-        match pipeline::run(&task_state.app, Steps::All, Some(&item_id), false).await {
+        match pipeline::run(&task_state.app, Stages::All, Some(&item_id), false).await {
             Ok(report) if report.ok() => tracing::info!(%item_id, "webhook sync done"),
             Ok(report) => {
                 for s in report.failed() {
@@ -209,10 +211,16 @@ mod tests {
             pool: pool.clone(),
             vault: Arc::new(TokenVault::from_key(&[5; 32])),
         };
-        let item = crate::connections::link(&app, "ins_109508", None)
-            .await
-            .unwrap()
-            .item_id;
+        let item = finq_connectors::plaid::connect::link(
+            &app.pool,
+            &app.vault,
+            &app.settings,
+            "ins_109508",
+            None,
+        )
+        .await
+        .unwrap()
+        .item_id;
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

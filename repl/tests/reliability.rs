@@ -2,6 +2,8 @@
 //! random faults on and is killed with SIGKILL at random moments; after every kill the
 //! database holds exactly what the simulator held at the committed cursor, and repeated runs
 //! converge to the simulator's ground truth. Two `finq sync` processes at once end like one.
+//! `finq run` killed at random moments (in the sync, the transforms or the mirror) loses
+//! nothing: the next run leaves the mirror equal to a rebuild.
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -74,8 +76,12 @@ fn serve_on_own_runtime(sim: &Simulator) -> String {
 }
 
 fn finq_sync(s: &Setup) -> Child {
+    finq(s, &["sync", "--json"])
+}
+
+fn finq(s: &Setup, args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_finq"))
-        .args(["sync", "--json"])
+        .args(args)
         .env("DATABASE_URL", &s.db_url)
         .env("PLAID_ENV", "sim")
         .env("PLAID_BASE_URL", &s.base_url)
@@ -385,4 +391,103 @@ async fn items_show_health_in_words_and_repair_clears_it(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(left, 0);
+}
+
+/// Every mirrored table's rows, sorted, as text.
+fn mirror_rows(path: &std::path::Path) -> Vec<Vec<Vec<Option<String>>>> {
+    use finq_analytics::query::{QueryEngine, Trust};
+    let mut engine = QueryEngine::open(path, Trust::User).unwrap();
+    finq_analytics::mirror::table_names()
+        .into_iter()
+        .map(|t| {
+            engine
+                .run(&format!("SELECT * FROM {t} ORDER BY ALL"))
+                .unwrap()
+                .rows()
+        })
+        .collect()
+}
+
+#[sqlx::test(migrator = "finq_core::MIGRATOR")]
+async fn killed_runs_lose_nothing_and_the_mirror_equals_a_rebuild(pool: PgPool) {
+    let s = setup(&pool, 80, 20_000).await;
+    let mirror = s.data.path().join("finq.duckdb");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut typical = Duration::from_millis(1500);
+    let mut killed = 0;
+    for round in 0..16 {
+        if round % 2 == 1 {
+            s.sim.advance(3);
+        } else {
+            s.sim.churn(&s.item, 50);
+        }
+        if round % 5 == 4 {
+            // A person's edit with plain SQL, between runs.
+            sqlx::query(
+                "UPDATE plaid_transactions SET category_override_id = (SELECT id FROM categories WHERE name = 'Travel')
+                 WHERE plaid_transaction_id = (SELECT min(plaid_transaction_id) FROM plaid_transactions)",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        let mut child = finq(&s, &["run", "--json"]);
+        let window = typical.as_millis() as u64 * 12 / 10;
+        let wait = Duration::from_millis(rng.gen_range(0..window.max(1)));
+        let started = std::time::Instant::now();
+        std::thread::sleep(wait);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            killed += 1;
+        } else {
+            typical = started.elapsed().max(Duration::from_millis(50));
+        }
+        let _ = child.wait();
+        wait_for_other_backends(&pool).await;
+        if mirror.exists() {
+            // Whatever moment the kill hit, the mirror opens and holds whole rows.
+            let rows = mirror_rows(&mirror);
+            assert!(!rows.is_empty());
+        }
+    }
+    assert!(killed >= 4, "only {killed} runs were killed");
+    let (ok, out) = output(finq(&s, &["run", "--json"]));
+    assert!(ok, "{out}");
+
+    let got = mirror_rows(&mirror);
+    let reference = s.data.path().join("reference.duckdb");
+    finq_analytics::mirror::DuckMirror::new(&reference)
+        .rebuild(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        mirror_rows(&reference),
+        "the mirror differs from a rebuild"
+    );
+    // And what was derived equals deriving everything again.
+    let unified = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, String>(
+            "SELECT (to_jsonb(u) - 'seq')::text FROM unified_transactions u ORDER BY id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    };
+    let before = unified(pool.clone()).await;
+    assert_eq!(before.len() as i64, {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM plaid_transactions")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        n
+    });
+    sqlx::query("INSERT INTO change_log (entity, key) VALUES ('all', '')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (ok, out) = output(finq(&s, &["run", "--json"]));
+    assert!(ok, "{out}");
+    assert_eq!(before, unified(pool.clone()).await);
+    assert_eq!(got[0], mirror_rows(&mirror)[0], "transactions");
 }

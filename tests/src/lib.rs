@@ -281,3 +281,47 @@ pub async fn sandbox_item(
         ex["access_token"].as_str().unwrap().to_string(),
     )
 }
+
+/// Derive and mirror through the one runner, with no source: what `finq run` does after
+/// syncing. Panics if a step fails.
+pub async fn derive_and_mirror(
+    pool: &sqlx::PgPool,
+    mirror: &std::path::Path,
+) -> finq_core::pipeline::PipelineReport {
+    use finq_core::pipeline::{Context, Plan, Stages};
+    let plan = Plan {
+        sources: Vec::<finq_connectors::SourcePlugin>::new(),
+        transforms: vec![finq_transforms::TransformConfig::Union.build()],
+        sinks: vec![finq_analytics::SinkPlugin::Duckdb(
+            finq_analytics::mirror::DuckMirror::new(mirror),
+        )],
+    };
+    let report = finq_core::pipeline::run(&Context::new(pool.clone()), &plan, Stages::Derive).await;
+    assert!(report.ok(), "{:#?}", report.steps);
+    report
+}
+
+/// Every mirrored table's rows, sorted, as text: two mirrors with equal snapshots hold the
+/// same data.
+pub fn mirror_snapshot(path: &std::path::Path) -> Vec<(String, Vec<Vec<Option<String>>>)> {
+    use finq_analytics::query::{QueryEngine, Trust};
+    let mut engine = QueryEngine::open(path, Trust::User).unwrap();
+    finq_analytics::mirror::table_names()
+        .into_iter()
+        .map(|t| {
+            let rows = engine
+                .run(&format!("SELECT * FROM {t} ORDER BY ALL"))
+                .unwrap()
+                .rows();
+            (t.to_string(), rows)
+        })
+        .collect()
+}
+
+/// `unified_transactions` without its change numbers, sorted, as text.
+pub async fn unified_snapshot(pool: &sqlx::PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT (to_jsonb(u) - 'seq')::text FROM unified_transactions u ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}

@@ -1,40 +1,22 @@
-//! Map Plaid's personal finance categories onto the user's categories.
+//! Plaid's personal finance categories → the person's categories.
+//!
+//! The effective category of a Plaid transaction is, in order: the person's override
+//! (`category_override_id`), the `category_mappings` rule for its detailed PFC code, the
+//! rule for its primary code, and "Uncategorized", so nothing silently drops out of a
+//! spending report. It is computed where rows are derived ([`crate::union`]), from these
+//! joins, so a change of a mapping re-derives exactly the rows of that PFC primary.
 
-use finq_core::plugin::{BoxError, Counts, Transform};
-use sqlx::PgPool;
+/// Joins that make `cat` the effective category of `t` (a `plaid_transactions` row) of the
+/// user `i.user_id`.
+pub const PLAID_CATEGORY_JOINS: &str = "
+    LEFT JOIN category_mappings md ON md.user_id = i.user_id AND md.pfc_primary = t.plaid_category
+                                  AND md.pfc_detailed = t.plaid_detailed_category
+    LEFT JOIN category_mappings mp ON mp.user_id = i.user_id AND mp.pfc_primary = t.plaid_category
+                                  AND mp.pfc_detailed = ''
+    LEFT JOIN categories unc ON unc.user_id = i.user_id AND unc.name = 'Uncategorized'
+    LEFT JOIN categories cat ON cat.id = coalesce(t.category_override_id, md.category_id, mp.category_id, unc.id)";
 
-/// Sets `plaid_transactions.category_id` from `category_mappings`. Unmapped codes land in
-/// "Uncategorized", so nothing silently drops out of a spending report.
-pub struct CategoryMapping;
-
-impl Transform for CategoryMapping {
-    fn name(&self) -> &'static str {
-        "category_mapping"
-    }
-
-    async fn run(&self, pool: &PgPool) -> Result<Counts, BoxError> {
-        let updated = sqlx::query(
-            "WITH target AS (
-                 SELECT t.plaid_transaction_id,
-                        coalesce(
-                            (SELECT m.category_id FROM category_mappings m
-                             WHERE m.user_id = i.user_id AND m.pfc_primary = t.plaid_category
-                               AND m.pfc_detailed = t.plaid_detailed_category),
-                            (SELECT m.category_id FROM category_mappings m
-                             WHERE m.user_id = i.user_id AND m.pfc_primary = t.plaid_category
-                               AND m.pfc_detailed = ''),
-                            (SELECT c.id FROM categories c
-                             WHERE c.user_id = i.user_id AND c.name = 'Uncategorized')
-                        ) AS category_id
-                 FROM plaid_transactions t JOIN plaid_items i USING (item_id)
-             )
-             UPDATE plaid_transactions p SET category_id = target.category_id
-             FROM target
-             WHERE p.plaid_transaction_id = target.plaid_transaction_id AND p.category_id IS DISTINCT FROM target.category_id",
-        )
-        .execute(pool)
-        .await?
-        .rows_affected();
-        Ok(vec![("updated", updated)])
-    }
-}
+/// Joins that make `cat` the effective category of `t` (a manual `transactions` row).
+pub const MANUAL_CATEGORY_JOINS: &str = "
+    LEFT JOIN categories unc ON unc.user_id = t.user_id AND unc.name = 'Uncategorized'
+    LEFT JOIN categories cat ON cat.id = coalesce(t.category_id, unc.id)";

@@ -1,12 +1,67 @@
-//! finq-transforms: derived data, one module per transform. Each is idempotent.
+//! finq-transforms: derived data, one module per transform, each applied to what changed.
 //!
-//! - [`categories`]: Plaid's PFC codes → the user's categories (`category_mappings`; a
-//!   detailed rule beats its primary's; the user's override beats both).
+//! - [`categories`]: Plaid's PFC codes → the person's categories (`category_mappings`; a
+//!   detailed rule beats its primary's; the person's override beats both).
 //! - [`union`]: manual and Plaid transactions in one table, `unified_transactions`, with the
-//!   bank-statement sign (money in positive, money out negative) and a `source` column.
+//!   bank-statement sign (money in positive, money out negative), kept up to date row by row
+//!   from the derive step's [`ChangeSet`](finq_core::pipeline::ChangeSet).
+//!
+//! [`TransformConfig`] is the `[[transforms]]` section of `finq.toml`: one variant per
+//! transform, building it and delegating the [`Transform`] trait to it.
 
 pub mod categories;
 pub mod union;
 
-pub use categories::CategoryMapping;
+use finq_core::config::{ConfigError, PluginTables, Settings};
+use finq_core::pipeline::{BoxError, ChangeSet, Counts, Transform};
+use serde::Deserialize;
+use sqlx::PgConnection;
+
 pub use union::UnionTransactions;
+
+/// One `[[transforms]]` table of `finq.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TransformConfig {
+    /// Manual + Plaid transactions, categorized, into `unified_transactions`.
+    Union,
+}
+
+impl TransformConfig {
+    /// The configured transforms, or the defaults when `finq.toml` lists none.
+    pub fn from_settings(settings: &Settings) -> Result<Vec<TransformConfig>, ConfigError> {
+        Ok(
+            PluginTables::parse(&settings.plugins.transforms, "transforms")?
+                .unwrap_or_else(|| vec![TransformConfig::Union]),
+        )
+    }
+
+    pub fn build(&self) -> TransformPlugin {
+        match self {
+            TransformConfig::Union => TransformPlugin::Union(UnionTransactions),
+        }
+    }
+}
+
+/// A built transform.
+pub enum TransformPlugin {
+    Union(UnionTransactions),
+}
+
+impl Transform for TransformPlugin {
+    fn name(&self) -> &'static str {
+        match self {
+            TransformPlugin::Union(t) => t.name(),
+        }
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        changes: &ChangeSet,
+    ) -> Result<Counts, BoxError> {
+        match self {
+            TransformPlugin::Union(t) => t.apply(conn, changes).await,
+        }
+    }
+}

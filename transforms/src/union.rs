@@ -1,49 +1,203 @@
-//! Manual + Plaid transactions in one table, in the bank-statement sign.
+//! Manual + Plaid transactions in one table, `unified_transactions`, in the bank-statement
+//! sign, derived row by row from what changed.
+//!
+//! Every row written gets the next number of `mirror_seq` (its `seq`); every row deleted
+//! leaves a `tx_delete` (or, for a whole item, `tx_delete_item`) entry in `mirror_changes`.
+//! That is all a sink needs to follow along.
 
-use finq_core::plugin::{BoxError, Counts, Transform};
-use sqlx::PgPool;
+use finq_core::pipeline::{BoxError, ChangeSet, Counts, Transform};
+use sqlx::PgConnection;
 
-/// Rebuilds `unified_transactions` in one Postgres transaction, so readers see either the
-/// old or the new table, never half of it.
+use crate::categories::{MANUAL_CATEGORY_JOINS, PLAID_CATEGORY_JOINS};
+
 pub struct UnionTransactions;
+
+const COLUMNS: &str =
+    "id, source, user_id, item_id, institution, account_id, account_name, date, amount,
+    currency, description, merchant, category_id, category, pending, plaid_category,
+    plaid_detailed_category, seq";
+
+const UPDATE_ALL: &str =
+    "source = EXCLUDED.source, user_id = EXCLUDED.user_id, item_id = EXCLUDED.item_id,
+    institution = EXCLUDED.institution, account_id = EXCLUDED.account_id,
+    account_name = EXCLUDED.account_name, date = EXCLUDED.date, amount = EXCLUDED.amount,
+    currency = EXCLUDED.currency, description = EXCLUDED.description, merchant = EXCLUDED.merchant,
+    category_id = EXCLUDED.category_id, category = EXCLUDED.category, pending = EXCLUDED.pending,
+    plaid_category = EXCLUDED.plaid_category,
+    plaid_detailed_category = EXCLUDED.plaid_detailed_category, seq = EXCLUDED.seq";
+
+/// Insert or refresh the unified rows of the Plaid transactions that `filter` selects (`t`).
+fn upsert_plaid(filter: &str) -> String {
+    format!(
+        "INSERT INTO unified_transactions ({COLUMNS})
+         SELECT 'plaid:' || t.plaid_transaction_id, 'plaid', i.user_id, t.item_id,
+                coalesce(i.institution_name, i.institution_id), t.account_id, a.name, t.date,
+                -t.amount, coalesce(t.iso_currency_code, t.unofficial_currency_code), t.name,
+                t.merchant_name, cat.id, cat.name, t.pending, t.plaid_category,
+                t.plaid_detailed_category, nextval('mirror_seq')
+         FROM plaid_transactions t
+         JOIN plaid_items i USING (item_id)
+         LEFT JOIN plaid_accounts a ON a.account_id = t.account_id
+         {PLAID_CATEGORY_JOINS}
+         WHERE {filter}
+         ON CONFLICT (id) DO UPDATE SET {UPDATE_ALL}"
+    )
+}
+
+/// Insert or refresh the unified rows of the manual transactions that `filter` selects (`t`).
+fn upsert_manual(filter: &str) -> String {
+    format!(
+        "INSERT INTO unified_transactions ({COLUMNS})
+         SELECT 'manual:' || t.id, 'manual', t.user_id, NULL, NULL, NULL, t.account_name, t.date,
+                t.amount, t.currency, t.description, NULL, cat.id, cat.name, false, NULL, NULL,
+                nextval('mirror_seq')
+         FROM transactions t
+         {MANUAL_CATEGORY_JOINS}
+         WHERE {filter}
+         ON CONFLICT (id) DO UPDATE SET {UPDATE_ALL}"
+    )
+}
 
 impl Transform for UnionTransactions {
     fn name(&self) -> &'static str {
         "union_transactions"
     }
 
-    async fn run(&self, pool: &PgPool) -> Result<Counts, BoxError> {
-        let mut tx = pool.begin().await?;
-        sqlx::query("DELETE FROM unified_transactions")
-            .execute(&mut *tx)
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        changes: &ChangeSet,
+    ) -> Result<Counts, BoxError> {
+        let (mut upserted, mut deleted) = (0u64, 0u64);
+        if changes.everything() {
+            deleted += sqlx::query("DELETE FROM unified_transactions")
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            sqlx::query("INSERT INTO mirror_changes (kind, key) VALUES ('tx_delete_all', '')")
+                .execute(&mut *conn)
+                .await?;
+            for sql in [upsert_plaid("true"), upsert_manual("true")] {
+                upserted += sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+            }
+            return Ok(vec![("upserted", upserted), ("deleted", deleted)]);
+        }
+
+        // Whole items: a first load, a removal, a renamed institution.
+        let items = changes.keys("plaid_item");
+        if !items.is_empty() {
+            deleted += sqlx::query("DELETE FROM unified_transactions WHERE item_id = ANY($1)")
+                .bind(&items)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            sqlx::query(
+                "INSERT INTO mirror_changes (kind, key) SELECT 'tx_delete_item', unnest($1::text[])",
+            )
+            .bind(&items)
+            .execute(&mut *conn)
             .await?;
-        let plaid = sqlx::query(
-            "INSERT INTO unified_transactions (id, source, user_id, item_id, account_id, account_name, date,
-                 amount, currency, description, merchant, category_id, category, pending,
-                 plaid_category, plaid_detailed_category)
-             SELECT 'plaid:' || t.plaid_transaction_id, 'plaid', i.user_id, t.item_id, t.account_id, a.name, t.date,
-                 -t.amount, coalesce(t.iso_currency_code, t.unofficial_currency_code), t.name, t.merchant_name,
-                 c.id, c.name, t.pending, t.plaid_category, t.plaid_detailed_category
-             FROM plaid_transactions t
-             JOIN plaid_items i USING (item_id)
-             LEFT JOIN plaid_accounts a ON a.account_id = t.account_id
-             LEFT JOIN categories c ON c.id = coalesce(t.category_override_id, t.category_id)",
-        )
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let manual = sqlx::query(
-            "INSERT INTO unified_transactions (id, source, user_id, item_id, account_id, account_name, date,
-                 amount, currency, description, merchant, category_id, category, pending,
-                 plaid_category, plaid_detailed_category)
-             SELECT 'manual:' || t.id, 'manual', t.user_id, NULL, NULL, t.account_name, t.date,
-                 t.amount, t.currency, t.description, NULL, c.id, coalesce(c.name, 'Uncategorized'), false, NULL, NULL
-             FROM transactions t LEFT JOIN categories c ON c.id = t.category_id",
-        )
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(vec![("plaid", plaid), ("manual", manual)])
+            upserted += sqlx::query(sqlx::AssertSqlSafe(upsert_plaid("t.item_id = ANY($1)")))
+                .bind(&items)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+        }
+
+        // Rows whose derived values depend on something else that changed: a category
+        // (renamed, deleted; or "Uncategorized" re-created, for rows that had none), a
+        // mapping rule (every row of its PFC primary), an account's name.
+        let categories: Vec<i64> = changes
+            .keys("category")
+            .iter()
+            .filter_map(|k| k.parse().ok())
+            .collect();
+        let mappings = changes.keys("mapping");
+        let accounts = changes.keys("account_rows");
+        let mut plaid_ids = changes.keys("plaid_tx");
+        let mut manual_ids: Vec<i64> = changes
+            .keys("manual_tx")
+            .iter()
+            .filter_map(|k| k.parse().ok())
+            .collect();
+        if !categories.is_empty() {
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT source, id FROM unified_transactions
+                 WHERE category_id = ANY($1) OR category_id IS NULL",
+            )
+            .bind(&categories)
+            .fetch_all(&mut *conn)
+            .await?;
+            for (source, id) in rows {
+                match source.as_str() {
+                    "plaid" => plaid_ids.push(id["plaid:".len()..].to_string()),
+                    _ => manual_ids.extend(id["manual:".len()..].parse::<i64>().ok()),
+                }
+            }
+        }
+        if !mappings.is_empty() || !accounts.is_empty() {
+            let ids: Vec<String> = sqlx::query_scalar(
+                "SELECT plaid_transaction_id FROM plaid_transactions
+                 WHERE plaid_category = ANY($1) OR account_id = ANY($2)",
+            )
+            .bind(&mappings)
+            .bind(&accounts)
+            .fetch_all(&mut *conn)
+            .await?;
+            plaid_ids.extend(ids);
+        }
+        plaid_ids.sort_unstable();
+        plaid_ids.dedup();
+        manual_ids.sort_unstable();
+        manual_ids.dedup();
+
+        if !plaid_ids.is_empty() {
+            upserted += sqlx::query(sqlx::AssertSqlSafe(upsert_plaid(
+                "t.plaid_transaction_id = ANY($1)",
+            )))
+            .bind(&plaid_ids)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            deleted += sqlx::query(
+                "WITH gone AS (
+                     DELETE FROM unified_transactions u
+                     WHERE u.id = ANY(SELECT 'plaid:' || x FROM unnest($1::text[]) x)
+                       AND NOT EXISTS (SELECT 1 FROM plaid_transactions t
+                                       WHERE t.plaid_transaction_id = substr(u.id, 7))
+                     RETURNING u.id
+                 )
+                 INSERT INTO mirror_changes (kind, key) SELECT 'tx_delete', id FROM gone",
+            )
+            .bind(&plaid_ids)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        }
+        if !manual_ids.is_empty() {
+            upserted += sqlx::query(sqlx::AssertSqlSafe(upsert_manual("t.id = ANY($1)")))
+                .bind(&manual_ids)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            deleted += sqlx::query(
+                "WITH gone AS (
+                     DELETE FROM unified_transactions u
+                     WHERE u.id = ANY(SELECT 'manual:' || x FROM unnest($1::bigint[]) x)
+                       AND NOT EXISTS (SELECT 1 FROM transactions t
+                                       WHERE t.id = substr(u.id, 8)::bigint)
+                     RETURNING u.id
+                 )
+                 INSERT INTO mirror_changes (kind, key) SELECT 'tx_delete', id FROM gone",
+            )
+            .bind(&manual_ids)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        }
+        Ok(vec![("upserted", upserted), ("deleted", deleted)])
     }
 }

@@ -5,7 +5,7 @@ use finq_core::LOCAL_USER_ID;
 use finq_core::vault::TokenVault;
 use rust_decimal::Decimal;
 use secrecy::SecretString;
-use sqlx::{PgConnection, PgPool, Postgres, Transaction as PgTx};
+use sqlx::{PgPool, Postgres, Transaction as PgTx};
 
 use super::client::{PlaidApiError, PlaidClient};
 use super::types::AccountBase;
@@ -220,16 +220,6 @@ async fn replace_item(
     .execute(&mut **tx)
     .await?
     .rows_affected();
-    delete_item(tx, old_item).await?;
+    super::items::delete(tx, old_item).await?;
     Ok(kept)
-}
-
-/// Delete an item's local data: its transactions (their partition is dropped whole, by a
-/// trigger), accounts, cursor and sync history. Plaid is not told; see `/item/remove`.
-pub async fn delete_item(conn: &mut PgConnection, item_id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM plaid_items WHERE item_id = $1")
-        .bind(item_id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
 }

@@ -1,0 +1,184 @@
+//! Which Plaid each item talks to, and the in-process simulator's lifecycle.
+//!
+//! `PLAID_ENV=sim` (the default) with no `PLAID_BASE_URL` means finq's in-process simulator:
+//! it is started on a loopback port when first needed and stopped by [`Connections::stop`];
+//! items linked through it earlier are recreated from their stored spec (the simulator is
+//! deterministic), so `finq sync` and `finq run` keep working after `finq demo` with no
+//! configuration at all. Otherwise the configured URL, or Plaid's own for the item's
+//! environment.
+
+use std::net::SocketAddr;
+
+use finq_core::config::{PlaidEnv, Settings};
+use finq_core::vault::TokenVault;
+use secrecy::SecretString;
+use sqlx::PgPool;
+
+use super::PlaidClient;
+use super::items::{self, ItemError, ItemInfo};
+use super::link::{LinkError, LinkedItem, link_sandbox_institution};
+use crate::sim::{SimConfig, SimServer, Simulator};
+
+/// The credentials the simulator gets when none are configured (it accepts any pair).
+const SIM_CLIENT_ID: &str = "finq-sim";
+const SIM_SECRET: &str = "finq-sim-secret";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(
+        "PLAID_CLIENT_ID and PLAID_SECRET must be set to talk to Plaid {0} (or use PLAID_ENV=sim for the offline simulator)"
+    )]
+    NoCredentials(&'static str),
+    #[error("cannot start the in-process Plaid simulator: {0}")]
+    Simulator(std::io::Error),
+    #[error(
+        "item {item} ({institution}) was linked through a standalone simulator: start it again (`finq sim serve`) and set PLAID_BASE_URL to its URL"
+    )]
+    StandaloneSimulator { item: String, institution: String },
+    #[error("the simulator recreated item {restored} instead of {item}")]
+    SimulatorMismatch { restored: String, item: String },
+    #[error(
+        "linking a production institution needs Plaid Link in a browser, which finq does not host yet; use PLAID_ENV=sandbox or sim"
+    )]
+    ProductionLink,
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error(transparent)]
+    Item(#[from] ItemError),
+}
+
+/// Plaid clients for a run, and the in-process simulator if one is needed.
+pub struct Connections {
+    settings: Settings,
+    sim: Option<(Simulator, SimServer)>,
+}
+
+impl Connections {
+    pub fn new(settings: &Settings) -> Self {
+        Connections {
+            settings: settings.clone(),
+            sim: None,
+        }
+    }
+
+    fn credentials(&self, env: PlaidEnv) -> Result<(String, SecretString), ConnectError> {
+        match (&self.settings.plaid.client_id, &self.settings.plaid.secret) {
+            (Some(id), Some(secret)) => Ok((id.clone(), secret.clone())),
+            _ if env == PlaidEnv::Sim => Ok((SIM_CLIENT_ID.into(), SecretString::from(SIM_SECRET))),
+            _ => Err(ConnectError::NoCredentials(env.as_str())),
+        }
+    }
+
+    /// Start (once) the in-process simulator.
+    pub async fn in_process_sim(
+        &mut self,
+        config: SimConfig,
+    ) -> Result<(Simulator, String), ConnectError> {
+        if self.sim.is_none() {
+            let sim = Simulator::new(config);
+            let addr: SocketAddr = "127.0.0.1:0".parse().expect("valid address");
+            let server = sim.serve(addr).await.map_err(ConnectError::Simulator)?;
+            self.sim = Some((sim, server));
+        }
+        let (sim, server) = self.sim.as_ref().expect("just set");
+        Ok((sim.clone(), server.base_url.clone()))
+    }
+
+    /// The client for an existing item.
+    pub async fn client_for(&mut self, item: &ItemInfo) -> Result<PlaidClient, ConnectError> {
+        let env: PlaidEnv = item.environment.parse().unwrap_or(PlaidEnv::Production);
+        if let Some(url) = self.settings.plaid.base_url.clone() {
+            let (id, secret) = self.credentials(env)?;
+            return Ok(PlaidClient::new(&url, &id, secret));
+        }
+        let url = match (env, &item.sim_spec) {
+            (PlaidEnv::Sim, Some(spec)) => {
+                let (sim, url) = self.in_process_sim(SimConfig::default()).await?;
+                if sim.spec_of(&item.item_id).is_none() {
+                    let restored = sim.restore_item(spec.clone());
+                    if restored != item.item_id {
+                        return Err(ConnectError::SimulatorMismatch {
+                            restored,
+                            item: item.item_id.clone(),
+                        });
+                    }
+                }
+                url
+            }
+            (PlaidEnv::Sim, None) => {
+                return Err(ConnectError::StandaloneSimulator {
+                    item: item.item_id.clone(),
+                    institution: item.institution.clone(),
+                });
+            }
+            (env, _) => env
+                .default_base_url()
+                .expect("real environments have a URL")
+                .to_string(),
+        };
+        let (id, secret) = self.credentials(env)?;
+        Ok(PlaidClient::new(&url, &id, secret))
+    }
+
+    pub async fn stop(self) {
+        if let Some((_, server)) = self.sim {
+            server.stop().await;
+        }
+    }
+}
+
+/// Link an institution in the configured environment. `sim` overrides the in-process
+/// simulator's settings (the demo's seed and size) and tags the item (`created_by`).
+pub async fn link(
+    pool: &PgPool,
+    vault: &TokenVault,
+    settings: &Settings,
+    institution: &str,
+    sim: Option<(SimConfig, &str)>,
+) -> Result<LinkedItem, ConnectError> {
+    let env = settings.plaid.env;
+    if env == PlaidEnv::Production {
+        return Err(ConnectError::ProductionLink);
+    }
+    let mut conns = Connections::new(settings);
+    let result = async {
+        let (client, simulator, tag) = match (&settings.plaid.base_url, env) {
+            (None, PlaidEnv::Sim) => {
+                let (config, tag) = sim
+                    .map(|(c, t)| (c, Some(t)))
+                    .unwrap_or((SimConfig::default(), None));
+                let (simulator, url) = conns.in_process_sim(config).await?;
+                // Recreate the items linked before, so the new one gets a new ordinal (and id).
+                for item in items::list(pool).await? {
+                    if let Some(spec) = item.sim_spec {
+                        simulator.restore_item(spec);
+                    }
+                }
+                let (id, secret) = conns.credentials(env)?;
+                (PlaidClient::new(&url, &id, secret), Some(simulator), tag)
+            }
+            (base, env) => {
+                let url = base
+                    .clone()
+                    .or(env.default_base_url().map(str::to_string))
+                    .expect("a URL");
+                let (id, secret) = conns.credentials(env)?;
+                (PlaidClient::new(&url, &id, secret), None, None)
+            }
+        };
+        Ok::<_, ConnectError>(
+            link_sandbox_institution(pool, &client, vault, institution, env.as_str(), |item_id| {
+                let spec = simulator.as_ref()?.spec_of(item_id)?;
+                let mut value = serde_json::to_value(spec).ok()?;
+                if let Some(tag) = tag {
+                    value["created_by"] = serde_json::Value::String(tag.to_string());
+                }
+                Some(value)
+            })
+            .await?,
+        )
+    }
+    .await;
+    conns.stop().await;
+    result
+}
