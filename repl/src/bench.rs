@@ -14,12 +14,11 @@ use anyhow::{Context, Result, bail};
 use finq_analytics::query::{QueryEngine, Trust};
 use finq_connectors::plaid::PlaidClient;
 use finq_connectors::plaid::link::link_sandbox_institution;
-use finq_connectors::plaid::sync::{SyncSettings, sync_item};
+use finq_connectors::plaid::sync::{STORED_COLUMNS, SyncSettings, stored_column_list, sync_item};
 use finq_core::config::Settings;
 use finq_core::local_pg::LocalPostgres;
 use finq_core::pipeline::{Context as RunContext, PipelineReport, Stages, StepKind};
 use finq_core::vault::TokenVault;
-use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgPool, Row};
@@ -196,11 +195,9 @@ fn rand_key() -> [u8; 32] {
 }
 
 /// One INSERT per row in autocommit (the straightforward ORM way) and plain COPY, on the
-/// first `sample` synced rows, into empty copies of the table.
+/// first `sample` synced rows, into empty copies of the table. The columns are the sync's
+/// own ([`STORED_COLUMNS`]), so the three ways write the same data.
 async fn baselines(pool: &PgPool, sample: usize) -> Result<(f64, f64)> {
-    const COLS: &str = "plaid_transaction_id, item_id, account_id, amount, iso_currency_code, date, authorized_date, \
-                        name, merchant_name, payment_channel, pending, pending_transaction_id, plaid_category, \
-                        plaid_detailed_category, plaid_category_confidence";
     for t in ["bench_insert", "bench_copy"] {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "CREATE TABLE {t} (LIKE plaid_transactions INCLUDING DEFAULTS INCLUDING INDEXES)"
@@ -208,72 +205,68 @@ async fn baselines(pool: &PgPool, sample: usize) -> Result<(f64, f64)> {
         .execute(pool)
         .await?;
     }
+    let columns = format!("item_id, {}", stored_column_list());
+    let as_text: Vec<String> = std::iter::once("item_id".to_string())
+        .chain(STORED_COLUMNS.iter().map(|(n, _)| format!("{n}::text")))
+        .collect();
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLS} FROM plaid_transactions ORDER BY plaid_transaction_id LIMIT {sample}"
+        "SELECT {} FROM plaid_transactions ORDER BY plaid_transaction_id LIMIT {sample}",
+        as_text.join(", ")
     )))
     .fetch_all(pool)
     .await?;
+    let cells: Vec<Vec<Option<String>>> = rows
+        .iter()
+        .map(|r| (0..as_text.len()).map(|i| r.get(i)).collect())
+        .collect();
 
-    let t = Instant::now();
-    for r in &rows {
-        sqlx::query(
-            "INSERT INTO bench_insert (plaid_transaction_id, item_id, account_id, amount, iso_currency_code, date,
-                 authorized_date, name, merchant_name, payment_channel, pending, pending_transaction_id,
-                 plaid_category, plaid_detailed_category, plaid_category_confidence)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    // Each value cast from text to its column's type, as an ORM's bind would send it.
+    let placeholders: Vec<String> = std::iter::once("$1".to_string())
+        .chain(
+            STORED_COLUMNS
+                .iter()
+                .enumerate()
+                .map(|(i, (_, ty))| format!("${}::{}", i + 2, ty.trim_end_matches(" NOT NULL"))),
         )
-        .bind(r.get::<String, _>(0))
-        .bind(r.get::<String, _>(1))
-        .bind(r.get::<String, _>(2))
-        .bind(r.get::<Decimal, _>(3))
-        .bind(r.get::<Option<String>, _>(4))
-        .bind(r.get::<chrono::NaiveDate, _>(5))
-        .bind(r.get::<Option<chrono::NaiveDate>, _>(6))
-        .bind(r.get::<String, _>(7))
-        .bind(r.get::<Option<String>, _>(8))
-        .bind(r.get::<Option<String>, _>(9))
-        .bind(r.get::<bool, _>(10))
-        .bind(r.get::<Option<String>, _>(11))
-        .bind(r.get::<Option<String>, _>(12))
-        .bind(r.get::<Option<String>, _>(13))
-        .bind(r.get::<Option<String>, _>(14))
-        .execute(pool)
-        .await?;
+        .collect();
+    let insert = format!(
+        "INSERT INTO bench_insert ({columns}) VALUES ({})",
+        placeholders.join(", ")
+    );
+    let t = Instant::now();
+    for row in &cells {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(insert.as_str()));
+        for cell in row {
+            q = q.bind(cell);
+        }
+        q.execute(pool).await?;
     }
-    let insert_rate = rows.len() as f64 / t.elapsed().as_secs_f64();
+    let insert_rate = cells.len() as f64 / t.elapsed().as_secs_f64();
 
     let mut text = String::new();
-    for r in &rows {
-        let cells: Vec<String> = (0..15)
-            .map(|i| match i {
-                3 => r.get::<Decimal, _>(i).to_string(),
-                5 => r.get::<chrono::NaiveDate, _>(i).to_string(),
-                6 => r
-                    .get::<Option<chrono::NaiveDate>, _>(i)
-                    .map_or("\\N".into(), |d| d.to_string()),
-                10 => {
-                    if r.get::<bool, _>(i) {
-                        "t".into()
-                    } else {
-                        "f".into()
-                    }
-                }
-                _ => r.get::<Option<String>, _>(i).map_or("\\N".into(), |s| {
-                    s.replace('\\', "\\\\").replace('\t', "\\t")
-                }),
+    for row in &cells {
+        let line: Vec<String> = row
+            .iter()
+            .map(|c| match c {
+                None => "\\N".to_string(),
+                Some(v) => v
+                    .replace('\\', "\\\\")
+                    .replace('\t', "\\t")
+                    .replace('\n', "\\n")
+                    .replace('\r', "\\r"),
             })
             .collect();
-        text.push_str(&cells.join("\t"));
+        text.push_str(&line.join("\t"));
         text.push('\n');
     }
     let mut conn = pool.acquire().await?;
     let t = Instant::now();
     let mut copy = conn
-        .copy_in_raw(&format!("COPY bench_copy ({COLS}) FROM STDIN"))
+        .copy_in_raw(&format!("COPY bench_copy ({columns}) FROM STDIN"))
         .await?;
     copy.send(text.into_bytes()).await?;
     copy.finish().await?;
-    let copy_rate = rows.len() as f64 / t.elapsed().as_secs_f64();
+    let copy_rate = cells.len() as f64 / t.elapsed().as_secs_f64();
     drop(conn);
     // Gone before the incremental update is timed, with nothing left for autovacuum.
     sqlx::query("DROP TABLE bench_insert, bench_copy")
@@ -534,4 +527,46 @@ async fn run_pipeline(
         "median_speedup": round(median(speedups), 1),
         "peak_rss_mb": round(peak, 1),
     }))
+}
+
+/// `finq bench queries`: the dashboard questions of [`pipeline`] on an existing mirror,
+/// in this process, warm, median of `repeat` runs each, plus the time to open the mirror.
+/// Compare with DuckDB's own client on the same file (`scripts/bench-duckdb-client`).
+pub fn queries(mirror: &std::path::Path, repeat: usize) -> Result<ExitCode> {
+    let t = Instant::now();
+    let mut engine = QueryEngine::open(mirror, Trust::User)?;
+    let open_ms = t.elapsed().as_secs_f64() * 1e3;
+    let mut out = Vec::new();
+    for (name, duck_sql, _) in AGGREGATES {
+        engine.run(duck_sql)?;
+        let mut d = Vec::new();
+        for _ in 0..repeat.max(1) {
+            let t = Instant::now();
+            engine.run(duck_sql)?;
+            d.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let ms = median(d);
+        eprintln!("{name}: {ms:.1} ms");
+        out.push(serde_json::json!({ "name": name, "duckdb_ms": round(ms, 1) }));
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "client": "finq",
+            "build_profile": if cfg!(debug_assertions) { "dev" } else { "release" },
+            "open_ms": round(open_ms, 1),
+            "aggregates": out,
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The dashboard questions as DuckDB SQL, for other clients (`--print-sql`).
+pub fn print_queries() -> Result<ExitCode> {
+    let q: Vec<_> = AGGREGATES
+        .iter()
+        .map(|(name, sql, _)| serde_json::json!({ "name": name, "sql": sql }))
+        .collect();
+    println!("{}", serde_json::to_string(&q)?);
+    Ok(ExitCode::SUCCESS)
 }

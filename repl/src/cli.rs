@@ -83,7 +83,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
-    /// The DuckDB mirror: brought up to date incrementally by `finq run`.
+    /// Derive what changed and bring the DuckDB mirror up to date (what `finq run` does
+    /// after syncing), or rebuild the mirror from scratch.
     Mirror {
         /// Rebuild it from scratch instead of applying what changed.
         #[arg(long)]
@@ -124,6 +125,18 @@ pub enum ItemsCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// The pipeline benchmark's dashboard queries on an existing mirror (default: yours),
+    /// in process, warm, median of several.
+    Queries {
+        /// The DuckDB mirror file.
+        #[arg(long)]
+        mirror: Option<std::path::PathBuf>,
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+        /// Print the queries as JSON instead of running them (for other DuckDB clients).
+        #[arg(long)]
+        print_sql: bool,
+    },
     /// The whole pipeline on N transactions: full mirror build, a run with nothing new, an
     /// incremental run after changes at the bank, and dashboard queries on DuckDB against
     /// PostgreSQL.
@@ -230,6 +243,20 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             crate::items::remove(&app, &item, yes).await
         }
         Command::Bench {
+            command: BenchCommand::Queries {
+                print_sql: true, ..
+            },
+        } => crate::bench::print_queries(),
+        Command::Bench {
+            command: BenchCommand::Queries { mirror, repeat, .. },
+        } => {
+            let mirror = match mirror {
+                Some(m) => m,
+                None => finq_core::config::Settings::load()?.duckdb_path(),
+            };
+            crate::bench::queries(&mirror, repeat)
+        }
+        Command::Bench {
             command:
                 BenchCommand::Pipeline {
                     transactions,
@@ -248,6 +275,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sync { json } => {
             let app = App::open().await?;
             let report = crate::pipeline::run(&app, Stages::Sources, None, !json).await?;
+            crate::pipeline::note_no_items(&report, json);
             let code = crate::pipeline::print_report(&report, json)?;
             if !json && report.ok() && !report.steps.is_empty() {
                 eprintln!("(the DuckDB mirror is refreshed by `finq run`)");
@@ -257,6 +285,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run { json } => {
             let app = App::open().await?;
             let report = crate::pipeline::run(&app, Stages::All, None, !json).await?;
+            crate::pipeline::note_no_items(&report, json);
             crate::pipeline::print_report(&report, json)
         }
         Command::Sql { query: sql, format } => {
@@ -282,22 +311,21 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Mirror { rebuild, json } => {
             let app = App::open().await?;
+            // What the transforms have not derived yet first, then the mirror.
+            let report = crate::pipeline::run(&app, Stages::Derive, None, !json).await?;
+            if !rebuild || !report.ok() {
+                return crate::pipeline::print_report(&report, json);
+            }
             let mirror = finq_analytics::mirror::DuckMirror::new(app.settings.duckdb_path());
-            let report = if rebuild {
-                mirror.rebuild(&app.pool).await?
-            } else {
-                mirror.write(&app.pool).await?
-            };
+            let rebuilt = mirror.rebuild(&app.pool).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                println!("{}", serde_json::to_string_pretty(&rebuilt)?);
             } else {
                 println!(
-                    "{}: {} ({} transaction rows written, {} deletions, at change {})",
+                    "{}: rebuilt, {} transactions (at change {})",
                     mirror.path().display(),
-                    report.mode,
-                    report.rows,
-                    report.deletions,
-                    report.position
+                    rebuilt.rows,
+                    rebuilt.position
                 );
             }
             Ok(ExitCode::SUCCESS)

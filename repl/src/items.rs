@@ -8,7 +8,6 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use finq_connectors::plaid::client::advice;
 use secrecy::SecretString;
-use sqlx::Row;
 
 use crate::app::App;
 use finq_connectors::plaid::connect::Connections;
@@ -38,34 +37,22 @@ pub fn status_words(code: Option<&str>, message: Option<&str>) -> String {
 }
 
 pub async fn list(app: &App, json: bool) -> Result<ExitCode> {
-    let rows = sqlx::query(
-        "SELECT i.item_id, coalesce(i.institution_name, i.institution_id) AS institution, i.environment,
-                i.error_code, i.error_message, i.error_since, i.last_synced_at,
-                (SELECT count(*) FROM plaid_accounts a WHERE a.item_id = i.item_id) AS accounts,
-                (SELECT count(*) FROM plaid_transactions t WHERE t.item_id = i.item_id) AS transactions,
-                (SELECT string_agg(a.name || coalesce(' ••' || a.mask, ''), ', ' ORDER BY a.name)
-                 FROM plaid_accounts a WHERE a.item_id = i.item_id) AS account_names,
-                (SELECT l.error FROM sync_log l WHERE l.item_id = i.item_id AND l.outcome <> 'ok'
-                 ORDER BY l.id DESC LIMIT 1) AS last_error
-         FROM plaid_items i ORDER BY i.created_at, i.item_id",
-    )
-    .fetch_all(&app.pool)
-    .await?;
+    let rows = items::statuses(&app.pool).await?;
     if json {
         let items: Vec<serde_json::Value> = rows
             .iter()
             .map(|r| {
                 serde_json::json!({
-                    "item_id": r.get::<String, _>("item_id"),
-                    "institution": r.get::<String, _>("institution"),
-                    "environment": r.get::<String, _>("environment"),
-                    "status": if r.get::<Option<String>, _>("error_code").is_none() { "ok" } else { "error" },
-                    "error_code": r.get::<Option<String>, _>("error_code"),
-                    "error_since": r.get::<Option<DateTime<Utc>>, _>("error_since"),
-                    "last_synced_at": r.get::<Option<DateTime<Utc>>, _>("last_synced_at"),
-                    "accounts": r.get::<i64, _>("accounts"),
-                    "transactions": r.get::<i64, _>("transactions"),
-                    "last_error": r.get::<Option<String>, _>("last_error"),
+                    "item_id": r.item_id,
+                    "institution": r.institution,
+                    "environment": r.environment,
+                    "status": if r.error_code.is_none() { "ok" } else { "error" },
+                    "error_code": r.error_code,
+                    "error_since": r.error_since,
+                    "last_synced_at": r.last_synced_at,
+                    "accounts": r.accounts,
+                    "transactions": r.transactions,
+                    "last_error": r.last_error,
                 })
             })
             .collect();
@@ -77,34 +64,24 @@ pub async fn list(app: &App, json: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for r in &rows {
-        let item_id: String = r.get("item_id");
-        let code: Option<String> = r.get("error_code");
-        let status = status_words(
-            code.as_deref(),
-            r.get::<Option<String>, _>("error_message").as_deref(),
-        )
-        .replace("<item>", &item_id);
-        println!(
-            "{}  (item {item_id}, {})",
-            r.get::<String, _>("institution"),
-            r.get::<String, _>("environment")
-        );
+        let status = status_words(r.error_code.as_deref(), r.error_message.as_deref())
+            .replace("<item>", &r.item_id);
+        println!("{}  (item {}, {})", r.institution, r.item_id, r.environment);
         println!("  status:       {status}");
-        if let Some(since) = r.get::<Option<DateTime<Utc>>, _>("error_since") {
+        if let Some(since) = r.error_since {
             println!("  since:        {}", ago(since));
         }
         println!(
             "  accounts:     {} — {}",
-            r.get::<i64, _>("accounts"),
-            r.get::<Option<String>, _>("account_names")
-                .unwrap_or_default()
+            r.accounts,
+            r.account_names.as_deref().unwrap_or_default()
         );
-        println!("  transactions: {}", r.get::<i64, _>("transactions"));
-        match r.get::<Option<DateTime<Utc>>, _>("last_synced_at") {
+        println!("  transactions: {}", r.transactions);
+        match r.last_synced_at {
             Some(t) => println!("  last sync:    {}", ago(t)),
             None => println!("  last sync:    never (run `finq sync`)"),
         }
-        if let Some(e) = r.get::<Option<String>, _>("last_error") {
+        if let Some(e) = &r.last_error {
             println!("  last error:   {e}");
         }
     }
@@ -121,10 +98,11 @@ async fn token(app: &App, item_id: &str) -> Result<SecretString> {
 
 pub async fn remove(app: &App, item_id: &str, yes: bool) -> Result<ExitCode> {
     let item = find(app, item_id).await?;
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM plaid_transactions WHERE item_id = $1")
-        .bind(item_id)
-        .fetch_one(&app.pool)
-        .await?;
+    let n = items::statuses(&app.pool)
+        .await?
+        .into_iter()
+        .find(|s| s.item_id == item_id)
+        .map_or(0, |s| s.transactions);
     if !yes {
         if !std::io::stdin().is_terminal() {
             bail!(

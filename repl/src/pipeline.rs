@@ -77,12 +77,19 @@ impl Progress for Spinners {
     }
 }
 
+/// Say so when a run that syncs found nothing to sync.
+pub fn note_no_items(report: &PipelineReport, json: bool) {
+    if !json && !report.steps.iter().any(|s| s.kind == StepKind::Source) {
+        eprintln!("No institution is linked yet: `finq link` links one (or try `finq demo`).");
+    }
+}
+
 pub fn print_report(report: &PipelineReport, json: bool) -> Result<ExitCode> {
     if json {
         let value = serde_json::json!({ "ok": report.ok(), "steps": report.steps });
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        if !report.steps.iter().any(|s| s.kind == StepKind::Source) {
+        if report.steps.is_empty() {
             println!("No institution is linked yet: `finq link` links one (or try `finq demo`).");
         }
         for s in &report.steps {

@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::app::App;
+use finq_connectors::plaid::items;
 use finq_core::pipeline::Stages;
 
 use crate::pipeline;
@@ -81,30 +82,13 @@ async fn item_webhook(
         .as_str()
         .map(str::to_string);
     let result = match &error_code {
-        Some(c) => {
-            sqlx::query(
-                "UPDATE plaid_items SET error_code = $2, error_message = $3, updated_at = now(),
-                     error_since = CASE WHEN error_code IS NOT DISTINCT FROM $2 THEN coalesce(error_since, now()) ELSE now() END
-                 WHERE item_id = $1",
-            )
-            .bind(item_id)
-            .bind(c)
-            .bind(message)
-            .execute(&state.app.pool)
+        Some(c) => items::set_error(&state.app.pool, item_id, c, message.as_deref()).await,
+        None => items::clear_login_error(&state.app.pool, item_id)
             .await
-        }
-        None => {
-            sqlx::query(
-                "UPDATE plaid_items SET error_code = NULL, error_message = NULL, error_since = NULL, updated_at = now()
-                 WHERE item_id = $1 AND error_code = 'ITEM_LOGIN_REQUIRED'",
-            )
-            .bind(item_id)
-            .execute(&state.app.pool)
-            .await
-        }
+            .map(|()| true),
     };
     match result {
-        Ok(r) if r.rows_affected() == 0 && error_code.is_some() => (
+        Ok(false) => (
             StatusCode::OK,
             axum::Json(json!({ "status": "unknown_item" })),
         ),
@@ -149,12 +133,10 @@ async fn webhook(
     if kind != "TRANSACTIONS" || code != "SYNC_UPDATES_AVAILABLE" {
         return (StatusCode::OK, axum::Json(json!({ "status": "ignored" })));
     }
-    let known: Option<i32> = sqlx::query_scalar("SELECT 1 FROM plaid_items WHERE item_id = $1")
-        .bind(&item_id)
-        .fetch_optional(&state.app.pool)
+    let known = items::exists(&state.app.pool, &item_id)
         .await
-        .unwrap_or(None);
-    if known.is_none() {
+        .unwrap_or(false);
+    if !known {
         tracing::warn!(%item_id, "webhook for an unknown item");
         return (
             StatusCode::OK,

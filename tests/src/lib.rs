@@ -325,3 +325,70 @@ pub async fn unified_snapshot(pool: &sqlx::PgPool) -> Vec<String> {
         .await
         .unwrap()
 }
+
+/// A Plaid item's transactions as compared with the simulator's ground truth: (amount,
+/// pending, date, name, pending_transaction_id, account) by transaction id.
+pub type TxState = std::collections::BTreeMap<
+    String,
+    (
+        rust_decimal::Decimal,
+        bool,
+        String,
+        String,
+        Option<String>,
+        String,
+    ),
+>;
+
+/// What PostgreSQL holds for `item`.
+pub async fn stored_state(conn: &mut sqlx::PgConnection, item: &str) -> TxState {
+    use sqlx::Row;
+    sqlx::query(
+        "SELECT plaid_transaction_id, amount, pending, date::text, name, pending_transaction_id, account_id
+         FROM plaid_transactions WHERE item_id = $1",
+    )
+    .bind(item)
+    .fetch_all(conn)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6))))
+    .collect()
+}
+
+/// The same shape, from the simulator's transactions.
+pub fn state_of(txns: Vec<finq_connectors::plaid::types::Transaction>) -> TxState {
+    txns.into_iter()
+        .map(|t| {
+            (
+                t.transaction_id,
+                (
+                    t.amount,
+                    t.pending,
+                    t.date.to_string(),
+                    t.name.unwrap(),
+                    t.pending_transaction_id,
+                    t.account_id,
+                ),
+            )
+        })
+        .collect()
+}
+
+/// What differs between two states, in words.
+pub fn state_diff(got: &TxState, want: &TxState) -> String {
+    let mut out = Vec::new();
+    for (k, v) in got {
+        match want.get(k) {
+            None => out.push(format!("extra {k} {v:?}")),
+            Some(w) if w != v => out.push(format!("differs {k}: got {v:?} want {w:?}")),
+            _ => {}
+        }
+    }
+    for (k, w) in want {
+        if !got.contains_key(k) {
+            out.push(format!("missing {k} {w:?}"));
+        }
+    }
+    format!("{} rows vs {}: {}", got.len(), want.len(), out.join("; "))
+}

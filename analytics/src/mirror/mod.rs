@@ -196,7 +196,7 @@ impl DuckMirror {
         };
         tx.commit().await?;
         if report.mode != "unchanged" {
-            record_position(pool, report.position).await?;
+            record_position(pool, &self.path, report.position).await?;
         }
         Ok(report)
     }
@@ -225,6 +225,8 @@ impl DuckMirror {
             path: tmp.clone(),
             source,
         })?;
+        // One transaction: DuckDB writes the appended row groups straight to the file and
+        // commits them once (a commit per batch is twice as slow).
         let mut ddl = String::from("BEGIN TRANSACTION;\n");
         for t in TABLES {
             ddl.push_str(&t.create_sql());
@@ -381,14 +383,23 @@ impl DuckMirror {
     }
 }
 
-/// After a write: where the mirror is, and the changes it no longer needs pruned.
-async fn record_position(pool: &PgPool, position: i64) -> Result<(), sqlx::Error> {
+/// After a write: where this mirror is, and the changes no mirror needs any more pruned.
+/// Another mirror (a second `[[sinks]]` entry) keeps what it has not applied yet, unless it
+/// has not written for a week (a mirror no longer configured); one behind what was pruned
+/// is rebuilt at its next write.
+async fn record_position(pool: &PgPool, path: &Path, position: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
         "WITH mine AS (
-             INSERT INTO pipeline_positions (consumer, position) VALUES ('duckdb', $1)
+             INSERT INTO pipeline_positions (consumer, position) VALUES ($2, $1)
              ON CONFLICT (consumer) DO UPDATE SET position = EXCLUDED.position, updated_at = now()
+         ), floor AS (
+             SELECT least($1, min(position)) AS seq FROM pipeline_positions
+             WHERE consumer LIKE 'duckdb:%' AND consumer <> $2
+               AND updated_at > now() - interval '7 days'
          ), gone AS (
-             DELETE FROM mirror_changes WHERE seq <= $1 RETURNING seq
+             DELETE FROM mirror_changes
+             WHERE seq <= coalesce((SELECT seq FROM floor), $1)
+             RETURNING seq
          )
          INSERT INTO pipeline_positions (consumer, position)
          SELECT 'pruned', max(seq) FROM gone HAVING max(seq) IS NOT NULL
@@ -396,6 +407,7 @@ async fn record_position(pool: &PgPool, position: i64) -> Result<(), sqlx::Error
              SET position = greatest(pipeline_positions.position, EXCLUDED.position), updated_at = now()",
     )
     .bind(position)
+    .bind(format!("duckdb:{}", path.display()))
     .execute(pool)
     .await?;
     Ok(())
@@ -420,21 +432,44 @@ async fn stream(
     // A failed writer is reported by Writer::finish; the stream is still read to its end
     // so the connection stays usable.
     let mut writing = true;
-    while let Some(chunk) = copy.try_next().await? {
+    // Where the time goes: waiting for PostgreSQL, decoding, waiting for DuckDB.
+    let (mut wait_pg, mut decode, mut wait_duck) = (
+        std::time::Duration::ZERO,
+        std::time::Duration::ZERO,
+        std::time::Duration::ZERO,
+    );
+    loop {
+        let t = std::time::Instant::now();
+        let Some(chunk) = copy.try_next().await? else {
+            break;
+        };
+        wait_pg += t.elapsed();
         if !writing {
             continue;
         }
+        let t = std::time::Instant::now();
         decoder
             .feed(&chunk, &mut |b| {
                 ready.push(b);
                 Ok(())
             })
             .map_err(decode_err)?;
+        decode += t.elapsed();
+        let t = std::time::Instant::now();
         for batch in ready.drain(..) {
             rows += batch.num_rows() as u64;
             writing &= writer.append(target, batch).await;
         }
+        wait_duck += t.elapsed();
     }
+    tracing::debug!(
+        table = table.name,
+        rows,
+        wait_pg_ms = wait_pg.as_millis() as u64,
+        decode_ms = decode.as_millis() as u64,
+        wait_duckdb_ms = wait_duck.as_millis() as u64,
+        "streamed"
+    );
     decoder
         .finish(&mut |b| {
             ready.push(b);
@@ -524,11 +559,13 @@ impl Writer {
     }
 }
 
-/// A read-write connection that never reaches for the network.
+/// A read-write connection that never reaches for the network. Its memory is bounded: a
+/// write streams, and DuckDB writes out what does not fit.
 fn open_rw(path: &Path) -> Result<Connection, duckdb::Error> {
     let config = duckdb::Config::default()
         .enable_autoload_extension(false)?
-        .with("autoinstall_known_extensions", "false")?;
+        .with("autoinstall_known_extensions", "false")?
+        .max_memory("192MB")?;
     Connection::open_with_flags(path, config)
 }
 

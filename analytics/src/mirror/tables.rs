@@ -404,7 +404,7 @@ impl Table {
     pub fn copy_sql(&self, filter: &str) -> String {
         let exprs: Vec<String> = self.columns.iter().map(|c| c.kind.pg(c.pg)).collect();
         format!(
-            "COPY (SELECT {} {} WHERE {filter}) TO STDOUT",
+            "COPY (SELECT {} {} WHERE {filter}) TO STDOUT (FORMAT binary)",
             exprs.join(", "),
             self.from
         )

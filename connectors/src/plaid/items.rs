@@ -76,3 +76,78 @@ pub async fn delete(conn: &mut PgConnection, item_id: &str) -> Result<(), sqlx::
         .await?;
     Ok(())
 }
+
+/// Record an error Plaid reported for the item (by webhook); `error_since` keeps the first
+/// time this code was seen. Returns whether the item exists.
+pub async fn set_error(
+    pool: &PgPool,
+    item_id: &str,
+    code: &str,
+    message: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE plaid_items SET error_code = $2, error_message = $3, updated_at = now(),
+             error_since = CASE WHEN error_code IS NOT DISTINCT FROM $2 THEN coalesce(error_since, now()) ELSE now() END
+         WHERE item_id = $1",
+    )
+    .bind(item_id)
+    .bind(code)
+    .bind(message)
+    .execute(pool)
+    .await?;
+    Ok(updated.rows_affected() > 0)
+}
+
+/// The login was repaired: clear a login-required error (and only that).
+pub async fn clear_login_error(pool: &PgPool, item_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE plaid_items SET error_code = NULL, error_message = NULL, error_since = NULL, updated_at = now()
+         WHERE item_id = $1 AND error_code = 'ITEM_LOGIN_REQUIRED'",
+    )
+    .bind(item_id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn exists(pool: &PgPool, item_id: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM plaid_items WHERE item_id = $1)")
+        .bind(item_id)
+        .fetch_one(pool)
+        .await
+}
+
+/// An item's health and size, for `finq items`.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct ItemStatus {
+    pub item_id: String,
+    pub institution: String,
+    pub environment: String,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub error_since: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_synced_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub accounts: i64,
+    pub transactions: i64,
+    /// Each account's name and mask, e.g. "Plaid Checking ••0000, Plaid Saving ••1111".
+    pub account_names: Option<String>,
+    /// The error of the last failed sync.
+    pub last_error: Option<String>,
+}
+
+/// Every item's status, oldest first.
+pub async fn statuses(pool: &PgPool) -> Result<Vec<ItemStatus>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT i.item_id, coalesce(i.institution_name, i.institution_id) AS institution, i.environment,
+                i.error_code, i.error_message, i.error_since, i.last_synced_at,
+                (SELECT count(*) FROM plaid_accounts a WHERE a.item_id = i.item_id) AS accounts,
+                (SELECT count(*) FROM plaid_transactions t WHERE t.item_id = i.item_id) AS transactions,
+                (SELECT string_agg(a.name || coalesce(' ••' || a.mask, ''), ', ' ORDER BY a.name)
+                 FROM plaid_accounts a WHERE a.item_id = i.item_id) AS account_names,
+                (SELECT l.error FROM sync_log l WHERE l.item_id = i.item_id AND l.outcome <> 'ok'
+                 ORDER BY l.id DESC LIMIT 1) AS last_error
+         FROM plaid_items i ORDER BY i.created_at, i.item_id",
+    )
+    .fetch_all(pool)
+    .await
+}

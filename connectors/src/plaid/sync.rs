@@ -102,6 +102,30 @@ async fn load_item(pool: &PgPool, vault: &TokenVault, item_id: &str) -> Result<I
     })
 }
 
+/// How one attempt at an update ended.
+enum Attempt {
+    /// Applied, with the new cursor, and committed.
+    Applied {
+        mode: WriteMode,
+        rows: u64,
+        /// The Direct mode's table (the item's new partition).
+        table: String,
+    },
+    /// Applied and committed, but Plaid has no data for the item yet.
+    NotReady,
+    /// Plaid's data changed between pages: rolled back, to restart from the first cursor.
+    MutationRestart,
+    /// A transaction came twice in a first load: rolled back, to redo through staging.
+    RedoStaged,
+}
+
+/// The cursors of a sync, for the sync log.
+#[derive(Default)]
+struct Cursors {
+    before: Option<String>,
+    after: Option<String>,
+}
+
 /// Sync one item: pull every update page and apply it atomically with the new cursor.
 pub async fn sync_item(
     pool: &PgPool,
@@ -111,168 +135,250 @@ pub async fn sync_item(
     settings: SyncSettings,
     progress: &(dyn Fn(SyncProgress) + Send + Sync),
 ) -> Result<SyncOutcome, SyncError> {
-    let started = Utc::now();
-    let clock = Instant::now();
+    let (started, clock) = (Utc::now(), Instant::now());
     let item = load_item(pool, vault, item_id).await?;
     let mut outcome = SyncOutcome {
         item_id: item_id.to_string(),
         institution: item.institution.clone(),
         ..Default::default()
     };
-    let mut cursor_before = None;
-    let mut cursor_after = None;
+    let mut cursors = Cursors::default();
     let mut not_ready_delay = Duration::from_millis(100);
     let mut force_staged = false;
     let result = async {
         loop {
-            outcome.added = 0;
-            outcome.modified = 0;
-            outcome.removed = 0;
-            outcome.pages = 0;
-            let phase = Instant::now();
-            let mut tx = pool.begin().await?;
-            // Two syncs of one item never interleave: the second waits here.
-            // And commit without waiting for the disk: the cursor is written in this same
-            // transaction, so should the machine crash in the fraction of a second before the
-            // commit reaches the disk, the database is still consistent at the previous
-            // cursor, and the next sync fetches this update again from Plaid. (A process
-            // crash loses nothing.)
-            sqlx::query(
-                "SELECT pg_advisory_xact_lock(hashtextextended('finq.sync:' || $1, 0)),
-                        set_config('synchronous_commit', 'off', true)",
-            )
-            .bind(item_id)
-            .execute(&mut *tx)
-            .await?;
-            // Under the lock (a sync that held it before may have moved the cursor): the
-            // cursor, and whether the item has its partition yet. The item's row is held, so an
-            // item removed meanwhile is not synced, and its removal (which drops the item's
-            // partition) waits for this update to end.
-            let Some((start, has_partition)) = sqlx::query_as::<_, (Option<String>, bool)>(
-                "SELECT (SELECT cursor FROM sync_cursors c WHERE c.item_id = i.item_id),
-                        finq_tx_partition_exists(i.item_id)
-                 FROM plaid_items i WHERE i.item_id = $1 FOR KEY SHARE OF i",
-            )
-            .bind(item_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            else {
-                return Err(SyncError::UnknownItem(item_id.to_string()));
-            };
-            cursor_before = start.clone();
-            // An item's first update (no partition yet) is loaded into a fresh table that
-            // becomes its partition; later updates go through a staging table and are merged.
-            let mode = if !has_partition && !force_staged {
-                WriteMode::Direct
-            } else {
-                WriteMode::Staged
-            };
-            let mut table = String::new();
-            match mode {
-                WriteMode::Direct => {
-                    table = sqlx::query_scalar("SELECT finq_tx_partition_begin($1)")
-                        .bind(item_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                }
-                WriteMode::Staged => {
-                    if !has_partition {
-                        sqlx::query("SELECT finq_tx_partition_begin($1), finq_tx_partition_attach($1)")
-                            .bind(item_id)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    // Made once per connection, emptied by every commit.
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "CREATE TEMP TABLE IF NOT EXISTS finq_stage (seq bigint NOT NULL, {STAGE_TABLE_COLUMNS})
-                         ON COMMIT DELETE ROWS"
-                    )))
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-            let target = RowWriter::new(mode, item_id, &table);
-            let setup = phase.elapsed();
-            let mut pulled = Duration::ZERO;
-            let applied = match pull_update(&mut tx, client, &item.token, target, start, settings, &mut outcome, progress).await {
-                Ok((final_cursor, removed, rows)) => {
-                    pulled = phase.elapsed();
-                    finish_update(&mut tx, item_id, &final_cursor, mode, rows, &removed)
-                        .await
-                        .map(|()| (final_cursor, rows))
-                        .map_err(SyncError::from)
-                }
-                Err(e) => Err(e),
-            };
-            match applied {
-                Ok((final_cursor, rows)) => {
-                    let finished = phase.elapsed();
-                    tx.commit().await?;
+            let update = Update { pool, client, token: &item.token, item_id, settings, progress };
+            match update.attempt(force_staged, &mut outcome, &mut cursors).await? {
+                Attempt::Applied { mode, rows, table } => {
                     if mode == WriteMode::Direct && rows > 0 {
-                        // A freshly loaded partition: its statistics and visibility map now,
-                        // rather than autovacuum's a minute later, in the middle of whatever
-                        // the user does next. (Not inside the load's transaction: VACUUM
-                        // cannot run there, and ANALYZE there is forgotten at commit, when the
-                        // load's own row counts reach the statistics collector.)
-                        // The load has committed: a failure here only costs speed.
-                        if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM (ANALYZE) \"{table}\"")))
-                            .execute(pool)
-                            .await
-                        {
-                            tracing::warn!(item_id, error = %e, "could not vacuum and analyse the new partition; autovacuum will");
-                        }
-                    }
-                    tracing::debug!(
-                        item_id,
-                        ?mode,
-                        setup_ms = setup.as_secs_f64() * 1e3,
-                        pull_ms = (pulled - setup).as_secs_f64() * 1e3,
-                        finish_ms = (finished - pulled).as_secs_f64() * 1e3,
-                        commit_ms = (phase.elapsed() - finished).as_secs_f64() * 1e3,
-                        "update applied"
-                    );
-                    cursor_after = Some(final_cursor);
-                    // Not ready yet: poll again shortly rather than report an empty bank.
-                    if outcome.update_status == "NOT_READY" && clock.elapsed() + not_ready_delay <= settings.not_ready_wait {
-                        tracing::info!(item_id, delay = ?not_ready_delay, "Plaid has no data for this item yet; waiting");
-                        tokio::time::sleep(not_ready_delay).await;
-                        not_ready_delay = (not_ready_delay * 2).min(Duration::from_secs(5));
-                        continue;
+                        vacuum_new_partition(pool, item_id, &table).await;
                     }
                     return Ok(());
                 }
-                Err(SyncError::Plaid(e)) if e.code() == Some(MUTATION_ERROR) => {
-                    tx.rollback().await?;
+                // Poll again shortly rather than report an empty bank.
+                Attempt::NotReady if clock.elapsed() + not_ready_delay <= settings.not_ready_wait => {
+                    tracing::info!(item_id, delay = ?not_ready_delay, "Plaid has no data for this item yet; waiting");
+                    tokio::time::sleep(not_ready_delay).await;
+                    not_ready_delay = (not_ready_delay * 2).min(Duration::from_secs(5));
+                }
+                Attempt::NotReady => return Ok(()),
+                Attempt::MutationRestart => {
                     outcome.restarts += 1;
                     if outcome.restarts > settings.max_restarts {
                         return Err(SyncError::TooManyRestarts(outcome.restarts - 1));
                     }
                     tracing::info!(item_id, restarts = outcome.restarts, "data changed during pagination; restarting the update from its first cursor");
                 }
-                Err(SyncError::Db(sqlx::Error::Database(e)))
-                    if mode == WriteMode::Direct && e.code().as_deref() == Some("23505") =>
-                {
-                    // The same transaction twice in one update: redo it through the staging
-                    // table, which keeps the latest version.
-                    tx.rollback().await?;
+                Attempt::RedoStaged => {
                     force_staged = true;
                     tracing::info!(item_id, "a transaction came twice in one update; redoing the update through staging");
-                }
-                Err(e) => {
-                    tx.rollback().await?;
-                    return Err(e);
                 }
             }
         }
     }
     .await;
+    record_outcome(pool, item_id, started, clock, &cursors, &outcome, &result).await;
+    tracing::info!(
+        item_id,
+        ms = clock.elapsed().as_millis() as u64,
+        added = outcome.added,
+        modified = outcome.modified,
+        removed = outcome.removed,
+        ok = result.is_ok(),
+        "sync finished"
+    );
+    result.map(|()| outcome)
+}
 
-    let (outcome_word, error_text) = match &result {
+/// What one attempt at an update needs.
+struct Update<'a> {
+    pool: &'a PgPool,
+    client: &'a PlaidClient,
+    token: &'a SecretString,
+    item_id: &'a str,
+    settings: SyncSettings,
+    progress: &'a (dyn Fn(SyncProgress) + Send + Sync),
+}
+
+impl Update<'_> {
+    /// Pull every page from the stored cursor and apply them with the new cursor in one
+    /// transaction; roll back on a restartable failure and say which.
+    async fn attempt(
+        &self,
+        force_staged: bool,
+        outcome: &mut SyncOutcome,
+        cursors: &mut Cursors,
+    ) -> Result<Attempt, SyncError> {
+        let item_id = self.item_id;
+        outcome.added = 0;
+        outcome.modified = 0;
+        outcome.removed = 0;
+        outcome.pages = 0;
+        let phase = Instant::now();
+        let mut tx = self.pool.begin().await?;
+        // Two syncs of one item never interleave: the second waits here.
+        // And commit without waiting for the disk: the cursor is written in this same
+        // transaction, so should the machine crash in the fraction of a second before the
+        // commit reaches the disk, the database is still consistent at the previous cursor,
+        // and the next sync fetches this update again from Plaid. (A process crash loses
+        // nothing.)
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtextextended('finq.sync:' || $1, 0)),
+                    set_config('synchronous_commit', 'off', true)",
+        )
+        .bind(item_id)
+        .execute(&mut *tx)
+        .await?;
+        // Under the lock (a sync that held it before may have moved the cursor): the cursor,
+        // and whether the item has its partition yet. The item's row is held, so an item
+        // removed meanwhile is not synced, and its removal (which drops the item's partition)
+        // waits for this update to end.
+        let Some((start, has_partition)) = sqlx::query_as::<_, (Option<String>, bool)>(
+            "SELECT (SELECT cursor FROM sync_cursors c WHERE c.item_id = i.item_id),
+                    finq_tx_partition_exists(i.item_id)
+             FROM plaid_items i WHERE i.item_id = $1 FOR KEY SHARE OF i",
+        )
+        .bind(item_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Err(SyncError::UnknownItem(item_id.to_string()));
+        };
+        cursors.before = start.clone();
+        // An item's first update (no partition yet) is loaded into a fresh table that becomes
+        // its partition; later updates go through a staging table and are merged.
+        let mode = if !has_partition && !force_staged {
+            WriteMode::Direct
+        } else {
+            WriteMode::Staged
+        };
+        let table = prepare_target(&mut tx, item_id, mode, has_partition).await?;
+        let setup = phase.elapsed();
+        let target = RowWriter::new(mode, item_id, &table);
+        let applied = match pull_update(
+            &mut tx,
+            self.client,
+            self.token,
+            target,
+            start,
+            self.settings,
+            outcome,
+            self.progress,
+        )
+        .await
+        {
+            Ok((cursor, removed, rows)) => {
+                let pulled = phase.elapsed();
+                finish_update(&mut tx, item_id, &cursor, mode, rows, &removed)
+                    .await
+                    .map(|()| (cursor, rows, pulled))
+                    .map_err(SyncError::from)
+            }
+            Err(e) => Err(e),
+        };
+        match applied {
+            Ok((cursor, rows, pulled)) => {
+                let finished = phase.elapsed();
+                tx.commit().await?;
+                tracing::debug!(
+                    item_id,
+                    ?mode,
+                    setup_ms = setup.as_secs_f64() * 1e3,
+                    pull_ms = (pulled - setup).as_secs_f64() * 1e3,
+                    finish_ms = (finished - pulled).as_secs_f64() * 1e3,
+                    commit_ms = (phase.elapsed() - finished).as_secs_f64() * 1e3,
+                    "update applied"
+                );
+                cursors.after = Some(cursor);
+                if outcome.update_status == "NOT_READY" {
+                    return Ok(Attempt::NotReady);
+                }
+                Ok(Attempt::Applied { mode, rows, table })
+            }
+            Err(SyncError::Plaid(e)) if e.code() == Some(MUTATION_ERROR) => {
+                tx.rollback().await?;
+                Ok(Attempt::MutationRestart)
+            }
+            Err(SyncError::Db(sqlx::Error::Database(e)))
+                if mode == WriteMode::Direct && e.code().as_deref() == Some("23505") =>
+            {
+                // The same transaction twice in one update: the staging table keeps the
+                // latest version.
+                tx.rollback().await?;
+                Ok(Attempt::RedoStaged)
+            }
+            Err(e) => {
+                tx.rollback().await?;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Where an update's rows go: the Direct mode's new table (returned), or the staging table.
+async fn prepare_target(
+    tx: &mut PgTx<'_, Postgres>,
+    item_id: &str,
+    mode: WriteMode,
+    has_partition: bool,
+) -> Result<String, sqlx::Error> {
+    match mode {
+        WriteMode::Direct => {
+            sqlx::query_scalar("SELECT finq_tx_partition_begin($1)")
+                .bind(item_id)
+                .fetch_one(&mut **tx)
+                .await
+        }
+        WriteMode::Staged => {
+            if !has_partition {
+                sqlx::query("SELECT finq_tx_partition_begin($1), finq_tx_partition_attach($1)")
+                    .bind(item_id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            // Made once per connection, emptied by every commit.
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE TEMP TABLE IF NOT EXISTS finq_stage (seq bigint NOT NULL, {})
+                 ON COMMIT DELETE ROWS",
+                stage_table_columns()
+            )))
+            .execute(&mut **tx)
+            .await?;
+            Ok(String::new())
+        }
+    }
+}
+
+/// A freshly loaded partition: its statistics and visibility map now, rather than
+/// autovacuum's a minute later, in the middle of whatever the user does next. (Not inside
+/// the load's transaction: VACUUM cannot run there, and ANALYZE there is forgotten at commit,
+/// when the load's own row counts reach the statistics collector.) The load has committed:
+/// a failure here only costs speed.
+async fn vacuum_new_partition(pool: &PgPool, item_id: &str, table: &str) {
+    if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM (ANALYZE) \"{table}\"")))
+        .execute(pool)
+        .await
+    {
+        tracing::warn!(item_id, error = %e, "could not vacuum and analyse the new partition; autovacuum will");
+    }
+}
+
+/// The item's health (Plaid's error code kept, or cleared on success) and the sync log
+/// entry, in one statement.
+async fn record_outcome(
+    pool: &PgPool,
+    item_id: &str,
+    started: chrono::DateTime<Utc>,
+    clock: Instant,
+    cursors: &Cursors,
+    outcome: &SyncOutcome,
+    result: &Result<(), SyncError>,
+) {
+    let (outcome_word, error_text) = match result {
         Ok(()) => ("ok", None),
         Err(e) => ("error", Some(e.to_string())),
     };
-    // Item health: keep Plaid's error code on the item; clear it on success.
-    let (code, message) = match &result {
+    let (code, message) = match result {
         Ok(()) => (None, None),
         Err(SyncError::Plaid(PlaidApiError::Plaid { error, .. })) => (
             Some(error.error_code.clone()),
@@ -280,7 +386,6 @@ pub async fn sync_item(
         ),
         Err(e) => (Some("SYNC_FAILED".to_string()), Some(e.to_string())),
     };
-    // One statement: the item's health and the sync log entry.
     let recorded = sqlx::query(
         "WITH health AS (
              UPDATE plaid_items SET error_code = $2, error_message = $3, updated_at = now(),
@@ -297,8 +402,8 @@ pub async fn sync_item(
     .bind(code)
     .bind(message)
     .bind(started)
-    .bind(cursor_before)
-    .bind(cursor_after)
+    .bind(&cursors.before)
+    .bind(&cursors.after)
     .bind(outcome.added as i32)
     .bind(outcome.modified as i32)
     .bind(outcome.removed as i32)
@@ -311,16 +416,6 @@ pub async fn sync_item(
     if let Err(e) = recorded {
         tracing::warn!(item_id, error = %e, "could not record the sync outcome");
     }
-    tracing::info!(
-        item_id,
-        ms = clock.elapsed().as_millis() as u64,
-        added = outcome.added,
-        modified = outcome.modified,
-        removed = outcome.removed,
-        ok = result.is_ok(),
-        "sync finished"
-    );
-    result.map(|()| outcome)
 }
 
 /// `/transactions/sync` pages fetched ahead of the writer: each page's cursor is read as
@@ -484,18 +579,45 @@ async fn pull_update(
     Ok((cursor, removed, rows.count))
 }
 
-/// The stored columns, in COPY order (after the leading `seq` or `item_id`).
-const STAGE_COLUMNS: &str = "plaid_transaction_id, account_id, amount, iso_currency_code, unofficial_currency_code, \
-     date, authorized_date, datetime, name, merchant_name, payment_channel, pending, pending_transaction_id, \
-     plaid_category, plaid_detailed_category, plaid_category_confidence";
+/// The Plaid transaction columns finq stores, in COPY order (after the leading `seq` of the
+/// staging table or `item_id` of a first load), with their PostgreSQL types. This one list
+/// drives the COPY statements, the staging table, the merge and `finq bench sync`.
+pub const STORED_COLUMNS: &[(&str, &str)] = &[
+    ("plaid_transaction_id", "text NOT NULL"),
+    ("account_id", "text NOT NULL"),
+    ("amount", "numeric(12,2) NOT NULL"),
+    ("iso_currency_code", "text"),
+    ("unofficial_currency_code", "text"),
+    ("date", "date NOT NULL"),
+    ("authorized_date", "date"),
+    ("datetime", "timestamptz"),
+    ("name", "text NOT NULL"),
+    ("merchant_name", "text"),
+    ("payment_channel", "text"),
+    ("pending", "boolean NOT NULL"),
+    ("pending_transaction_id", "text"),
+    ("plaid_category", "text"),
+    ("plaid_detailed_category", "text"),
+    ("plaid_category_confidence", "text"),
+];
+
+/// `plaid_transaction_id, account_id, …`
+pub fn stored_column_list() -> String {
+    STORED_COLUMNS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// The staging table's columns, after `seq`.
-const STAGE_TABLE_COLUMNS: &str = "plaid_transaction_id text NOT NULL,
-     account_id text NOT NULL, amount numeric(12,2) NOT NULL, iso_currency_code text,
-     unofficial_currency_code text, date date NOT NULL, authorized_date date, datetime timestamptz,
-     name text NOT NULL, merchant_name text, payment_channel text, pending boolean NOT NULL,
-     pending_transaction_id text, plaid_category text, plaid_detailed_category text,
-     plaid_category_confidence text";
+fn stage_table_columns() -> String {
+    STORED_COLUMNS
+        .iter()
+        .map(|(n, t)| format!("{n} {t}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Append one value in COPY text format.
 fn copy_field(out: &mut String, value: Option<&str>) {
@@ -558,10 +680,13 @@ impl<'a> RowWriter<'a> {
             // FREEZE: the table was created in this transaction, so its rows can be written
             // already frozen (no later rewrite of every page by VACUUM).
             WriteMode::Direct => format!(
-                "COPY \"{}\" (item_id, {STAGE_COLUMNS}) FROM STDIN WITH (FREEZE)",
-                self.table
+                "COPY \"{}\" (item_id, {}) FROM STDIN WITH (FREEZE)",
+                self.table,
+                stored_column_list()
             ),
-            WriteMode::Staged => format!("COPY finq_stage (seq, {STAGE_COLUMNS}) FROM STDIN"),
+            WriteMode::Staged => {
+                format!("COPY finq_stage (seq, {}) FROM STDIN", stored_column_list())
+            }
         }
     }
 
@@ -626,19 +751,19 @@ impl<'a> RowWriter<'a> {
 /// a transaction have come twice in the update (Plaid collapses updates, so it should not),
 /// its latest version wins: PostgreSQL would refuse to update one row twice in a statement.
 async fn merge_staged(tx: &mut PgTx<'_, Postgres>, item_id: &str) -> Result<(), sqlx::Error> {
+    let columns = stored_column_list();
+    let updates: Vec<String> = STORED_COLUMNS
+        .iter()
+        .skip(1)
+        .map(|(n, _)| format!("{n} = EXCLUDED.{n}"))
+        .collect();
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO plaid_transactions (item_id, {STAGE_COLUMNS})
-         SELECT $1, {STAGE_COLUMNS} FROM (
+        "INSERT INTO plaid_transactions (item_id, {columns})
+         SELECT $1, {columns} FROM (
              SELECT DISTINCT ON (plaid_transaction_id) * FROM finq_stage ORDER BY plaid_transaction_id, seq DESC
          ) latest
-         ON CONFLICT (plaid_transaction_id, item_id) DO UPDATE SET
-             account_id = EXCLUDED.account_id, amount = EXCLUDED.amount,
-             iso_currency_code = EXCLUDED.iso_currency_code, unofficial_currency_code = EXCLUDED.unofficial_currency_code,
-             date = EXCLUDED.date, authorized_date = EXCLUDED.authorized_date, datetime = EXCLUDED.datetime,
-             name = EXCLUDED.name, merchant_name = EXCLUDED.merchant_name, payment_channel = EXCLUDED.payment_channel,
-             pending = EXCLUDED.pending, pending_transaction_id = EXCLUDED.pending_transaction_id,
-             plaid_category = EXCLUDED.plaid_category, plaid_detailed_category = EXCLUDED.plaid_detailed_category,
-             plaid_category_confidence = EXCLUDED.plaid_category_confidence, updated_at = now()"
+         ON CONFLICT (plaid_transaction_id, item_id) DO UPDATE SET {}, updated_at = now()",
+        updates.join(", ")
     )))
     .bind(item_id)
     .execute(&mut **tx)
@@ -731,4 +856,92 @@ async fn finish_update(
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TX: &str = r#"{"transaction_id": "t1", "account_id": "acc\tone", "amount": 12.5,
+        "iso_currency_code": "USD", "date": "2026-11-02", "authorized_date": null,
+        "datetime": "2026-11-02T10:00:00Z", "name": "Caf\u00e9 \\ line\nbreak",
+        "merchant_name": null, "payment_channel": "in store", "pending": true,
+        "pending_transaction_id": null,
+        "personal_finance_category": {"primary": "FOOD_AND_DRINK",
+            "detailed": "FOOD_AND_DRINK_COFFEE", "confidence_level": "HIGH"}}"#;
+
+    fn fields(line: &str) -> Vec<&str> {
+        line.strip_suffix('\n')
+            .expect("a row ends its line")
+            .split('\t')
+            .collect()
+    }
+
+    #[test]
+    fn row_writer_writes_one_copy_row_in_stored_column_order() {
+        let t: SyncTransaction = serde_json::from_str(TX).unwrap();
+        let mut staged = RowWriter::new(WriteMode::Staged, "item-1", "");
+        let mut buf = String::new();
+        staged.write(&mut buf, &t).unwrap();
+        let f = fields(&buf);
+        assert_eq!(f.len(), 1 + STORED_COLUMNS.len());
+        let expected = [
+            "1", // seq
+            "t1",
+            "acc\\tone", // a tab, escaped
+            "12.5",
+            "USD",
+            "\\N",
+            "2026-11-02",
+            "\\N",
+            "2026-11-02T10:00:00+00:00",
+            "Café \\\\ line\\nbreak",
+            "\\N",
+            "in store",
+            "t",
+            "\\N",
+            "FOOD_AND_DRINK",
+            "FOOD_AND_DRINK_COFFEE",
+            "HIGH",
+        ];
+        assert_eq!(f, expected);
+        // The next row gets the next sequence number.
+        staged.write(&mut buf, &t).unwrap();
+        assert_eq!(staged.count, 2);
+        assert!(buf.lines().nth(1).unwrap().starts_with("2\tt1\t"));
+
+        // A first load writes the item id first instead.
+        let mut direct = RowWriter::new(WriteMode::Direct, "item-1", "p");
+        let mut buf = String::new();
+        direct.write(&mut buf, &t).unwrap();
+        assert_eq!(fields(&buf)[0], "item-1");
+        assert!(direct.copy_statement().contains("FREEZE"));
+    }
+
+    #[test]
+    fn row_writer_refuses_amounts_it_cannot_store() {
+        for amount in ["1e12", "-1e10"] {
+            let json = TX.replace("12.5", amount);
+            let t: SyncTransaction = serde_json::from_str(&json).unwrap();
+            let mut w = RowWriter::new(WriteMode::Staged, "item-1", "");
+            let mut buf = String::new();
+            assert!(
+                matches!(w.write(&mut buf, &t), Err(SyncError::BadTransaction { .. })),
+                "{amount}"
+            );
+            assert!(buf.is_empty());
+        }
+    }
+
+    #[test]
+    fn one_column_list_drives_copy_staging_and_merge() {
+        let list = stored_column_list();
+        assert!(list.starts_with("plaid_transaction_id, account_id, amount"));
+        let staging = stage_table_columns();
+        for (name, ty) in STORED_COLUMNS {
+            assert!(staging.contains(&format!("{name} {ty}")));
+        }
+        let w = RowWriter::new(WriteMode::Staged, "i", "");
+        assert!(w.copy_statement().contains(&list));
+    }
 }

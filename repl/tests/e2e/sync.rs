@@ -1,51 +1,20 @@
 //! Simulator → connector → PostgreSQL: the synced rows equal the simulator's ground truth,
 //! through a first sync, a no-op sync, and changes (new, posted, modified, removed).
 
-use std::collections::BTreeMap;
-
 use finq_connectors::plaid::sync::{SyncError, SyncSettings, sync_item};
 use finq_core::vault::{TokenVault, VaultError};
-use finq_e2e::{SimBank, db_fingerprint};
+use finq_e2e::{SimBank, TxState, db_fingerprint, state_of, stored_state};
 use rust_decimal::Decimal;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 fn quiet(_: finq_connectors::plaid::sync::SyncProgress) {}
 
-/// (amount, pending, date, name, pending_transaction_id) per transaction id.
-type Rows = BTreeMap<String, (Decimal, bool, String, String, Option<String>)>;
-
-async fn stored(pool: &PgPool, item: &str) -> Rows {
-    sqlx::query(
-        "SELECT plaid_transaction_id, amount, pending, date::text, name, pending_transaction_id
-         FROM plaid_transactions WHERE item_id = $1",
-    )
-    .bind(item)
-    .fetch_all(pool)
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))))
-    .collect()
+async fn stored(pool: &PgPool, item: &str) -> TxState {
+    stored_state(&mut pool.acquire().await.unwrap(), item).await
 }
 
-fn truth(bank: &SimBank, item: &str) -> Rows {
-    bank.sim
-        .ground_truth(item)
-        .unwrap()
-        .into_iter()
-        .map(|t| {
-            (
-                t.transaction_id,
-                (
-                    t.amount,
-                    t.pending,
-                    t.date.to_string(),
-                    t.name.unwrap(),
-                    t.pending_transaction_id,
-                ),
-            )
-        })
-        .collect()
+fn truth(bank: &SimBank, item: &str) -> TxState {
+    state_of(bank.sim.ground_truth(item).unwrap())
 }
 
 async fn sync(

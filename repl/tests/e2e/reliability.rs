@@ -5,7 +5,6 @@
 //! `finq run` killed at random moments (in the sync, the transforms or the mirror) loses
 //! nothing: the next run leaves the mirror equal to a rebuild.
 
-use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -14,10 +13,10 @@ use finq_connectors::plaid::PlaidClient;
 use finq_connectors::plaid::link::link_sandbox_institution;
 use finq_connectors::sim::{Faults, SimConfig, Simulator};
 use finq_core::vault::TokenVault;
+use finq_e2e::{TxState, state_diff, state_of, stored_state};
 use rand::{Rng, SeedableRng};
-use rust_decimal::Decimal;
 use secrecy::SecretString;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 const KEY: [u8; 32] = [9; 32];
 
@@ -97,9 +96,6 @@ fn finq(s: &Setup, args: &[&str]) -> Child {
         .unwrap()
 }
 
-/// (amount, pending, date, name, pending_transaction_id, account) by transaction id.
-type State = BTreeMap<String, (Decimal, bool, String, String, Option<String>, String)>;
-
 /// Until no other session is working in this database.
 async fn wait_for_other_backends(pool: &PgPool) {
     for _ in 0..500 {
@@ -118,57 +114,8 @@ async fn wait_for_other_backends(pool: &PgPool) {
     panic!("another session kept working in the test database");
 }
 
-async fn stored_in(conn: &mut sqlx::PgConnection, item: &str) -> State {
-    sqlx::query(
-        "SELECT plaid_transaction_id, amount, pending, date::text, name, pending_transaction_id, account_id
-         FROM plaid_transactions WHERE item_id = $1",
-    )
-    .bind(item)
-    .fetch_all(conn)
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6))))
-    .collect()
-}
-
-async fn stored(pool: &PgPool, item: &str) -> State {
-    stored_in(&mut pool.acquire().await.unwrap(), item).await
-}
-
-fn state_of(txns: Vec<finq_connectors::plaid::types::Transaction>) -> State {
-    txns.into_iter()
-        .map(|t| {
-            (
-                t.transaction_id,
-                (
-                    t.amount,
-                    t.pending,
-                    t.date.to_string(),
-                    t.name.unwrap(),
-                    t.pending_transaction_id,
-                    t.account_id,
-                ),
-            )
-        })
-        .collect()
-}
-
-fn diff(got: &State, want: &State) -> String {
-    let mut out = Vec::new();
-    for (k, v) in got {
-        match want.get(k) {
-            None => out.push(format!("extra {k} {v:?}")),
-            Some(w) if w != v => out.push(format!("differs {k}: got {v:?} want {w:?}")),
-            _ => {}
-        }
-    }
-    for (k, w) in want {
-        if !got.contains_key(k) {
-            out.push(format!("missing {k} {w:?}"));
-        }
-    }
-    format!("{} rows vs {}: {}", got.len(), want.len(), out.join("; "))
+async fn stored(pool: &PgPool, item: &str) -> TxState {
+    stored_state(&mut pool.acquire().await.unwrap(), item).await
 }
 
 fn output(child: Child) -> (bool, String) {
@@ -249,12 +196,12 @@ async fn killed_and_faulted_syncs_converge_to_the_simulator(pool: PgPool) {
                 .truth_at_cursor(&s.item, &c)
                 .expect("a cursor the simulator issued"),
         );
-        let got = stored_in(&mut snap, &s.item).await;
+        let got = stored_state(&mut snap, &s.item).await;
         snap.commit().await.unwrap();
         assert!(
             got == expected,
             "round {round}: state differs from the simulator at the committed cursor: {}",
-            diff(&got, &expected)
+            state_diff(&got, &expected)
         );
     }
     eprintln!("{killed} runs killed, {finished} finished on their own");

@@ -1,0 +1,20 @@
+//! finq's end-to-end tests, built as one test binary: real PostgreSQL (a fresh database per
+//! test), the Plaid simulator, a fake Ollama server, and the `finq` binary itself. The
+//! shared helpers are the `finq-e2e` crate (`tests/` at the top of the repository).
+//!
+//! - [`sync`]: simulator → connector → PostgreSQL equals the simulator's ground truth.
+//! - [`mirror`]: the pipeline to DuckDB, and the property test that the incremental
+//!   pipeline always ends where a full rebuild would.
+//! - [`ask`]: the question path against the fake Ollama server.
+//! - [`simulator`], [`openapi`]: the simulator behaves as Plaid documents, and every
+//!   response matches Plaid's OpenAPI spec.
+//! - [`demo`]: `finq demo` as a person runs it.
+//! - [`reliability`]: `finq sync` and `finq run` killed at random moments lose nothing.
+
+mod ask;
+mod demo;
+mod mirror;
+mod openapi;
+mod reliability;
+mod simulator;
+mod sync;
