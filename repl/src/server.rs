@@ -168,6 +168,7 @@ mod tests {
     use finq_connectors::sim::{SimConfig, Simulator};
     use finq_core::config::Settings;
     use finq_core::vault::TokenVault;
+    use tower::ServiceExt;
 
     #[sqlx::test(migrator = "finq_core::MIGRATOR")]
     async fn sync_updates_available_webhook_syncs_that_item(pool: sqlx::PgPool) {
@@ -204,42 +205,51 @@ mod tests {
         .unwrap()
         .item_id;
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router(app)).await.unwrap() });
-        let http = reqwest::Client::new();
+        // Each request goes through the router as the server would route it.
+        let app = router(app);
+        let call = |method: &str, uri: &str, body: String| {
+            let request = axum::http::Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            let app = app.clone();
+            async move {
+                let response = app.oneshot(request).await.unwrap();
+                let status = response.status();
+                let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                (
+                    status,
+                    serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+                )
+            }
+        };
 
-        let health: Value = http
-            .get(format!("{url}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (status, health) = call("GET", "/healthz", String::new()).await;
+        assert_eq!(status, 200);
         assert_eq!(health["status"], "ok");
-        let bad = http
-            .post(format!("{url}/plaid/webhook"))
-            .body("not json")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(bad.status(), 400);
-        let other: Value = http
-            .post(format!("{url}/plaid/webhook"))
-            .json(&json!({ "webhook_type": "ITEM", "webhook_code": "WEBHOOK_UPDATE_ACKNOWLEDGED", "item_id": item }))
-            .send().await.unwrap().json().await.unwrap();
+        let (status, _) = call("POST", "/plaid/webhook", "not json".into()).await;
+        assert_eq!(status, 400);
+        let (_, other) = call(
+            "POST",
+            "/plaid/webhook",
+            json!({ "webhook_type": "ITEM", "webhook_code": "WEBHOOK_UPDATE_ACKNOWLEDGED", "item_id": item }).to_string(),
+        )
+        .await;
         assert_eq!(other["status"], "ignored");
 
         let body = json!({ "webhook_type": "TRANSACTIONS", "webhook_code": "SYNC_UPDATES_AVAILABLE", "item_id": item,
                            "initial_update_complete": true, "historical_update_complete": true, "environment": "sandbox" });
-        let resp = http
-            .post(format!("{url}/plaid/webhook"))
-            .body(serde_json::to_string_pretty(&body).unwrap())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        let (status, started) = call(
+            "POST",
+            "/plaid/webhook",
+            serde_json::to_string_pretty(&body).unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(started["status"], "sync_started");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             let n: i64 = sqlx::query_scalar("SELECT count(*) FROM unified_transactions")
