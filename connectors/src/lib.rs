@@ -12,13 +12,15 @@
 //!   - [`plaid::sync`]: the `/transactions/sync` source: all pages of an update and the new
 //!     cursor applied in one Postgres transaction, under a per-item advisory lock.
 //!   - [`plaid::source`]: Plaid as a pipeline [`Source`](finq_core::pipeline::Source).
-//! - [`sim`]: the offline Plaid simulator: the same HTTP API, deterministic generated data.
+//! - `sim` (cargo feature `simulator`, on by default): the offline Plaid simulator: the same
+//!   HTTP API, deterministic generated data. Without it the crate is the Plaid client alone.
 
 //!
 //! [`SourceConfig`] is the `[[sources]]` section of `finq.toml`.
 
 pub mod pfc;
 pub mod plaid;
+#[cfg(feature = "simulator")]
 pub mod sim;
 
 use std::sync::Arc;

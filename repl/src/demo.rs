@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use finq_connectors::sim::SimConfig;
 use finq_core::config::{PlaidEnv, Settings};
 
 use crate::app::App;
@@ -80,17 +79,17 @@ pub async fn run(transactions: usize, seed: u64) -> Result<ExitCode> {
             id
         }
         None => {
-            let config = SimConfig {
+            let sim = connect::SimLink {
                 seed,
                 transactions,
-                ..Default::default()
+                tag: DEMO_TAG,
             };
             let linked = connect::link(
                 &app.pool,
                 &app.vault,
                 &app.settings,
                 DEMO_INSTITUTION,
-                Some((config, DEMO_TAG)),
+                Some(sim),
             )
             .await
             .context("linking the simulated bank failed")?;

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use axum::body::Bytes;
+pub use bytes::Bytes;
 
 use super::types::*;
 

@@ -7,16 +7,17 @@
 //! configuration at all. Otherwise the configured URL, or Plaid's own for the item's
 //! environment.
 
-use std::net::SocketAddr;
-
 use finq_core::config::{PlaidEnv, Settings};
 use finq_core::vault::TokenVault;
 use secrecy::SecretString;
 use sqlx::PgPool;
 
 use super::PlaidClient;
-use super::items::{self, ItemError, ItemInfo};
+#[cfg(feature = "simulator")]
+use super::items;
+use super::items::{ItemError, ItemInfo, SimItemSpec};
 use super::link::{LinkError, LinkedItem, link_sandbox_institution};
+#[cfg(feature = "simulator")]
 use crate::sim::{SimConfig, SimServer, Simulator};
 
 /// The credentials the simulator gets when none are configured (it accepts any pair).
@@ -31,6 +32,10 @@ pub enum ConnectError {
     NoCredentials(&'static str),
     #[error("cannot start the in-process Plaid simulator: {0}")]
     Simulator(std::io::Error),
+    #[error(
+        "this finq was built without the Plaid simulator (cargo feature `simulator`): set PLAID_ENV to sandbox or production"
+    )]
+    NoSimulator,
     #[error(
         "item {item} ({institution}) was linked through a standalone simulator: start it again (`finq sim serve`) and set PLAID_BASE_URL to its URL"
     )]
@@ -50,13 +55,24 @@ pub enum ConnectError {
 /// Plaid clients for a run, and the in-process simulator if one is needed.
 pub struct Connections {
     settings: Settings,
+    #[cfg(feature = "simulator")]
     sim: Option<(Simulator, SimServer)>,
+}
+
+/// The in-process simulator's data for a new item (the demo's seed and size) and the tag
+/// the item gets (`created_by`).
+#[derive(Debug, Clone)]
+pub struct SimLink<'a> {
+    pub seed: u64,
+    pub transactions: usize,
+    pub tag: &'a str,
 }
 
 impl Connections {
     pub fn new(settings: &Settings) -> Self {
         Connections {
             settings: settings.clone(),
+            #[cfg(feature = "simulator")]
             sim: None,
         }
     }
@@ -70,13 +86,14 @@ impl Connections {
     }
 
     /// Start (once) the in-process simulator.
+    #[cfg(feature = "simulator")]
     pub async fn in_process_sim(
         &mut self,
         config: SimConfig,
     ) -> Result<(Simulator, String), ConnectError> {
         if self.sim.is_none() {
             let sim = Simulator::new(config);
-            let addr: SocketAddr = "127.0.0.1:0".parse().expect("valid address");
+            let addr: std::net::SocketAddr = "127.0.0.1:0".parse().expect("valid address");
             let server = sim.serve(addr).await.map_err(ConnectError::Simulator)?;
             self.sim = Some((sim, server));
         }
@@ -92,6 +109,7 @@ impl Connections {
             return Ok(PlaidClient::new(&url, &id, secret));
         }
         let url = match (env, &item.sim_spec) {
+            #[cfg(feature = "simulator")]
             (PlaidEnv::Sim, Some(spec)) => {
                 let (sim, url) = self.in_process_sim(SimConfig::default()).await?;
                 if sim.spec_of(&item.item_id).is_none() {
@@ -105,6 +123,8 @@ impl Connections {
                 }
                 url
             }
+            #[cfg(not(feature = "simulator"))]
+            (PlaidEnv::Sim, Some(_)) => return Err(ConnectError::NoSimulator),
             (PlaidEnv::Sim, None) => {
                 return Err(ConnectError::StandaloneSimulator {
                     item: item.item_id.clone(),
@@ -121,32 +141,50 @@ impl Connections {
     }
 
     pub async fn stop(self) {
+        #[cfg(feature = "simulator")]
         if let Some((_, server)) = self.sim {
             server.stop().await;
         }
     }
 }
 
-/// Link an institution in the configured environment. `sim` overrides the in-process
-/// simulator's settings (the demo's seed and size) and tags the item (`created_by`).
+/// What recreates a new item of the in-process simulator, by item id.
+type SpecOf = Box<dyn Fn(&str) -> Option<SimItemSpec> + Send + Sync>;
+
+/// Link an institution in the configured environment. `sim` sets the in-process
+/// simulator's data (the demo's seed and size) and tags the item (`created_by`).
 pub async fn link(
     pool: &PgPool,
     vault: &TokenVault,
     settings: &Settings,
     institution: &str,
-    sim: Option<(SimConfig, &str)>,
+    sim: Option<SimLink<'_>>,
 ) -> Result<LinkedItem, ConnectError> {
     let env = settings.plaid.env;
     if env == PlaidEnv::Production {
         return Err(ConnectError::ProductionLink);
     }
+    // Only the in-process simulator needs it mutable.
+    #[cfg_attr(not(feature = "simulator"), allow(unused_mut))]
     let mut conns = Connections::new(settings);
     let result = async {
         let (client, simulator, tag) = match (&settings.plaid.base_url, env) {
+            #[cfg(not(feature = "simulator"))]
             (None, PlaidEnv::Sim) => {
-                let (config, tag) = sim
-                    .map(|(c, t)| (c, Some(t)))
-                    .unwrap_or((SimConfig::default(), None));
+                let _ = sim;
+                return Err(ConnectError::NoSimulator);
+            }
+            #[cfg(feature = "simulator")]
+            (None, PlaidEnv::Sim) => {
+                let config = match &sim {
+                    Some(s) => SimConfig {
+                        seed: s.seed,
+                        transactions: s.transactions,
+                        ..SimConfig::default()
+                    },
+                    None => SimConfig::default(),
+                };
+                let tag = sim.as_ref().map(|s| s.tag);
                 let (simulator, url) = conns.in_process_sim(config).await?;
                 // Recreate the items linked before, so the new one gets a new ordinal (and id).
                 for item in items::list(pool).await? {
@@ -155,7 +193,8 @@ pub async fn link(
                     }
                 }
                 let (id, secret) = conns.credentials(env)?;
-                (PlaidClient::new(&url, &id, secret), Some(simulator), tag)
+                let spec_of: SpecOf = Box::new(move |item_id: &str| simulator.spec_of(item_id));
+                (PlaidClient::new(&url, &id, secret), Some(spec_of), tag)
             }
             (base, env) => {
                 let url = base
@@ -163,12 +202,16 @@ pub async fn link(
                     .or(env.default_base_url().map(str::to_string))
                     .expect("a URL");
                 let (id, secret) = conns.credentials(env)?;
-                (PlaidClient::new(&url, &id, secret), None, None)
+                (
+                    PlaidClient::new(&url, &id, secret),
+                    None::<SpecOf>,
+                    None::<&str>,
+                )
             }
         };
         Ok::<_, ConnectError>(
             link_sandbox_institution(pool, &client, vault, institution, env.as_str(), |item_id| {
-                let spec = simulator.as_ref()?.spec_of(item_id)?;
+                let spec = simulator.as_ref()?(item_id)?;
                 let mut value = serde_json::to_value(spec).ok()?;
                 if let Some(tag) = tag {
                     value["created_by"] = serde_json::Value::String(tag.to_string());

@@ -5,7 +5,18 @@ use finq_core::vault::{TokenVault, VaultError};
 use secrecy::SecretString;
 use sqlx::{PgConnection, PgPool};
 
-use crate::sim::SimItemSpec;
+/// What recreates one item of the in-process simulator (stored with the item, so a later
+/// process can recreate it: the simulator is deterministic).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SimItemSpec {
+    pub seed: u64,
+    pub institution_id: String,
+    /// 0 for the first item of this institution in a simulator, 1 for the next, …
+    pub ordinal: u32,
+    pub transactions: usize,
+    /// The simulated "today" when the item was created.
+    pub anchor: chrono::NaiveDate,
+}
 
 /// A linked item, as the pipeline needs it.
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -8,22 +8,11 @@ use chrono::{Datelike, Duration, NaiveDate};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
 
 use crate::pfc;
 use crate::plaid::types::{Location, PaymentMeta, PersonalFinanceCategory, Transaction};
 
-/// What recreates one simulated item.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SimItemSpec {
-    pub seed: u64,
-    pub institution_id: String,
-    /// 0 for the first item of this institution in a simulator, 1 for the next, …
-    pub ordinal: u32,
-    pub transactions: usize,
-    /// The simulated "today" when the item was created.
-    pub anchor: NaiveDate,
-}
+pub use crate::plaid::items::SimItemSpec;
 
 pub struct Institution {
     pub id: &'static str,
