@@ -14,7 +14,6 @@
 //!   - [`plaid::source`]: Plaid as a pipeline [`Source`](finq_core::pipeline::Source).
 //! - `sim` (cargo feature `simulator`, on by default): the offline Plaid simulator: the same
 //!   HTTP API, deterministic generated data. Without it the crate is the Plaid client alone.
-
 //!
 //! [`SourceConfig`] is the `[[sources]]` section of `finq.toml`.
 
