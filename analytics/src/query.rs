@@ -1,7 +1,6 @@
 //! Running SQL on the DuckDB mirror and rendering the results.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use duckdb::arrow::array::Array;
 use duckdb::arrow::datatypes::DataType;
@@ -40,14 +39,6 @@ pub enum OutputFormat {
     Csv,
     /// A JSON array of objects.
     Json,
-}
-
-impl FromStr for OutputFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        <OutputFormat as clap::ValueEnum>::from_str(s, true)
-            .map_err(|_| format!("unknown format `{s}`: use table, csv or json"))
-    }
 }
 
 /// Who wrote the SQL decides how much the connection may do.

@@ -98,7 +98,8 @@ pub trait Transform: Send + Sync {
 pub trait Sink: Send + Sync {
     fn name(&self) -> &'static str;
     /// The `change_log` entities this sink needs besides derived transactions; the derive
-    /// step copies their entries to `mirror_changes` (kind = entity).
+    /// step copies their entries to `mirror_changes` (kind = entity). [`ENTITY_ALL`] is
+    /// always copied: a sink that sees it starts over.
     fn feeds(&self) -> &'static [&'static str];
     /// Apply what changed since this sink's last position.
     fn write(&self, ctx: &Context) -> impl Future<Output = Result<Counts, BoxError>> + Send;
@@ -327,7 +328,13 @@ async fn derive<S, T: Transform, K: Sink>(
             tx.rollback().await?;
             return Ok(());
         }
-        let feeds: BTreeSet<&str> = plan.sinks.iter().flat_map(|s| s.feeds()).copied().collect();
+        let feeds: BTreeSet<&str> = plan
+            .sinks
+            .iter()
+            .flat_map(|s| s.feeds())
+            .copied()
+            .chain([ENTITY_ALL])
+            .collect();
         for entity in feeds {
             let keys = changes.keys(entity);
             if keys.is_empty() {

@@ -98,11 +98,7 @@ async fn token(app: &App, item_id: &str) -> Result<SecretString> {
 
 pub async fn remove(app: &App, item_id: &str, yes: bool) -> Result<ExitCode> {
     let item = find(app, item_id).await?;
-    let n = items::statuses(&app.pool)
-        .await?
-        .into_iter()
-        .find(|s| s.item_id == item_id)
-        .map_or(0, |s| s.transactions);
+    let n = items::transaction_count(&app.pool, item_id).await?;
     if !yes {
         if !std::io::stdin().is_terminal() {
             bail!(

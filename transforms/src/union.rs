@@ -58,6 +58,44 @@ fn upsert_manual(filter: &str) -> String {
     )
 }
 
+/// How one source's changed rows are derived: the upsert for the ids bound as `$1`, the
+/// unified ids of those ids (`$1`), and whether a unified row `u` still has its source row.
+struct Rows {
+    upsert: String,
+    ids: &'static str,
+    source_exists: &'static str,
+}
+
+impl Rows {
+    /// Upsert the rows of `ids` and delete (leaving `tx_delete` entries) the unified rows
+    /// whose source row is gone. Returns (upserted, deleted).
+    async fn apply<T>(&self, conn: &mut PgConnection, ids: &[T]) -> Result<(u64, u64), sqlx::Error>
+    where
+        for<'q> &'q [T]: sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+        T: Sync,
+    {
+        let upserted = sqlx::query(sqlx::AssertSqlSafe(self.upsert.as_str()))
+            .bind(ids)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        let deleted = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH gone AS (
+                 DELETE FROM unified_transactions u
+                 WHERE u.id = ANY({}) AND NOT EXISTS ({})
+                 RETURNING u.id
+             )
+             INSERT INTO mirror_changes (kind, key) SELECT 'tx_delete', id FROM gone",
+            self.ids, self.source_exists
+        )))
+        .bind(ids)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        Ok((upserted, deleted))
+    }
+}
+
 impl Transform for UnionTransactions {
     fn name(&self) -> &'static str {
         "union_transactions"
@@ -69,14 +107,12 @@ impl Transform for UnionTransactions {
         changes: &ChangeSet,
     ) -> Result<Counts, BoxError> {
         let (mut upserted, mut deleted) = (0u64, 0u64);
+        // Everything again: the derive step hands `all` to every sink, which starts over.
         if changes.everything() {
             deleted += sqlx::query("DELETE FROM unified_transactions")
                 .execute(&mut *conn)
                 .await?
                 .rows_affected();
-            sqlx::query("INSERT INTO mirror_changes (kind, key) VALUES ('tx_delete_all', '')")
-                .execute(&mut *conn)
-                .await?;
             for sql in [upsert_plaid("true"), upsert_manual("true")] {
                 upserted += sqlx::query(sqlx::AssertSqlSafe(sql))
                     .execute(&mut *conn)
@@ -154,49 +190,23 @@ impl Transform for UnionTransactions {
         manual_ids.sort_unstable();
         manual_ids.dedup();
 
+        let plaid = Rows {
+            upsert: upsert_plaid("t.plaid_transaction_id = ANY($1)"),
+            ids: "SELECT 'plaid:' || x FROM unnest($1::text[]) x",
+            source_exists: "SELECT 1 FROM plaid_transactions t WHERE t.plaid_transaction_id = substr(u.id, 7)",
+        };
+        let manual = Rows {
+            upsert: upsert_manual("t.id = ANY($1)"),
+            ids: "SELECT 'manual:' || x FROM unnest($1::bigint[]) x",
+            source_exists: "SELECT 1 FROM transactions t WHERE t.id = substr(u.id, 8)::bigint",
+        };
         if !plaid_ids.is_empty() {
-            upserted += sqlx::query(sqlx::AssertSqlSafe(upsert_plaid(
-                "t.plaid_transaction_id = ANY($1)",
-            )))
-            .bind(&plaid_ids)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-            deleted += sqlx::query(
-                "WITH gone AS (
-                     DELETE FROM unified_transactions u
-                     WHERE u.id = ANY(SELECT 'plaid:' || x FROM unnest($1::text[]) x)
-                       AND NOT EXISTS (SELECT 1 FROM plaid_transactions t
-                                       WHERE t.plaid_transaction_id = substr(u.id, 7))
-                     RETURNING u.id
-                 )
-                 INSERT INTO mirror_changes (kind, key) SELECT 'tx_delete', id FROM gone",
-            )
-            .bind(&plaid_ids)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+            let (u, d) = plaid.apply(conn, &plaid_ids).await?;
+            (upserted, deleted) = (upserted + u, deleted + d);
         }
         if !manual_ids.is_empty() {
-            upserted += sqlx::query(sqlx::AssertSqlSafe(upsert_manual("t.id = ANY($1)")))
-                .bind(&manual_ids)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-            deleted += sqlx::query(
-                "WITH gone AS (
-                     DELETE FROM unified_transactions u
-                     WHERE u.id = ANY(SELECT 'manual:' || x FROM unnest($1::bigint[]) x)
-                       AND NOT EXISTS (SELECT 1 FROM transactions t
-                                       WHERE t.id = substr(u.id, 8)::bigint)
-                     RETURNING u.id
-                 )
-                 INSERT INTO mirror_changes (kind, key) SELECT 'tx_delete', id FROM gone",
-            )
-            .bind(&manual_ids)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+            let (u, d) = manual.apply(conn, &manual_ids).await?;
+            (upserted, deleted) = (upserted + u, deleted + d);
         }
         Ok(vec![("upserted", upserted), ("deleted", deleted)])
     }

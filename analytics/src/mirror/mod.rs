@@ -29,6 +29,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
 use decode::CopyDecoder;
+use finq_core::pipeline::ENTITY_ALL;
 use tables::{FEEDS, Follow, TABLES, TRANSACTIONS, Table, quote};
 
 /// Bump when the mirror's tables change: an older file is then rebuilt.
@@ -184,7 +185,7 @@ impl DuckMirror {
                 .bind(target)
                 .fetch_all(&mut *tx)
                 .await?;
-                if changes.iter().any(|(k, _)| k == "all") {
+                if changes.iter().any(|(k, _)| k == ENTITY_ALL) {
                     drop(conn);
                     self.full(&mut tx, target, "everything was derived again")
                         .await?
@@ -239,7 +240,7 @@ impl DuckMirror {
         ));
         let writer = Writer::spawn(conn, tmp.clone());
         let produced = async {
-            writer.sql(ddl).await?;
+            writer.sql(ddl).await;
             let mut rows = 0;
             for t in TABLES {
                 let n = stream(pg, t, "true", t.name, &writer).await?;
@@ -247,7 +248,7 @@ impl DuckMirror {
                     rows = n;
                 }
             }
-            writer.sql("COMMIT; CHECKPOINT;".into()).await?;
+            writer.sql("COMMIT; CHECKPOINT;".into()).await;
             Ok::<_, MirrorError>(rows)
         }
         .await;
@@ -298,28 +299,22 @@ impl DuckMirror {
         let produced = async {
             writer
                 .sql("BEGIN TRANSACTION; CREATE TABLE _finq_keys (key VARCHAR);".into())
-                .await?;
+                .await;
             // Deletions first: a row deleted and then written again comes back below.
-            if changes.iter().any(|(k, _)| k == "tx_delete_all") {
-                writer.sql("DELETE FROM transactions".into()).await?;
-                report.deletions += 1;
-            }
             for (kind, column) in [("tx_delete_item", "item_id"), ("tx_delete", "id")] {
                 let keys = keys_of(kind);
                 if !keys.is_empty() {
                     report.deletions += keys.len() as u64;
-                    writer.keys(keys).await?;
+                    writer.keys(keys).await;
                     writer
                         .sql(format!(
                             "DELETE FROM transactions WHERE {column} IN (SELECT key FROM _finq_keys)"
-                        ))
-                        .await?;
+                        )).await;
                 }
             }
             // Rows written since the position: into a delta table, then swapped in by id.
             writer
-                .sql("CREATE TABLE _finq_delta AS SELECT * FROM transactions LIMIT 0".into())
-                .await?;
+                .sql("CREATE TABLE _finq_delta AS SELECT * FROM transactions LIMIT 0".into()).await;
             let filter = format!("u.seq > {position} AND u.seq <= {target}");
             report.rows = stream(pg, &TRANSACTIONS, &filter, "_finq_delta", &writer).await?;
             if report.rows > 0 {
@@ -329,15 +324,15 @@ impl DuckMirror {
                          INSERT INTO transactions SELECT * FROM _finq_delta;"
                             .into(),
                     )
-                    .await?;
+                    .await;
             }
-            writer.sql("DROP TABLE _finq_delta".into()).await?;
+            writer.sql("DROP TABLE _finq_delta".into()).await;
             for t in TABLES {
                 match t.follow {
                     Follow::Transactions => {}
                     Follow::Whole(kinds) => {
                         if changes.iter().any(|(k, _)| kinds.contains(&k.as_str())) {
-                            writer.sql(format!("DELETE FROM {}", t.name)).await?;
+                            writer.sql(format!("DELETE FROM {}", t.name)).await;
                             stream(pg, t, "true", t.name, &writer).await?;
                         }
                     }
@@ -350,13 +345,12 @@ impl DuckMirror {
                         if keys.is_empty() {
                             continue;
                         }
-                        writer.keys(keys).await?;
+                        writer.keys(keys).await;
                         writer
                             .sql(format!(
                                 "DELETE FROM {} WHERE {key_duck} IN (SELECT key FROM _finq_keys)",
                                 t.name
-                            ))
-                            .await?;
+                            )).await;
                         let filter = format!(
                             "{key_pg} IN (SELECT key FROM mirror_changes
                                           WHERE kind = '{kind}' AND seq > {position} AND seq <= {target})"
@@ -371,7 +365,7 @@ impl DuckMirror {
                      UPDATE {META_TABLE} SET value = '{target}' WHERE key = 'position';
                      COMMIT;"
                 ))
-                .await?;
+                .await;
             Ok::<_, MirrorError>(())
         }
         .await;
@@ -506,7 +500,6 @@ impl Writer {
             };
             while let Some(op) = rx.blocking_recv() {
                 match op {
-                    Op::Sql(sql) if sql.is_empty() => {}
                     Op::Sql(sql) => conn.execute_batch(&sql).map_err(err)?,
                     Op::Append(table, batch) => {
                         let mut app = conn.appender(&table).map_err(err)?;
@@ -528,13 +521,13 @@ impl Writer {
         Writer { ops, thread }
     }
 
-    async fn send(&self, op: Op) -> Result<(), MirrorError> {
-        // A closed channel means the thread stopped on an error, which finish() reports.
+    /// Queue an operation. A closed queue means the thread stopped on an error, which
+    /// [`Writer::finish`] reports.
+    async fn send(&self, op: Op) {
         let _ = self.ops.send(op).await;
-        Ok(())
     }
 
-    async fn sql(&self, sql: String) -> Result<(), MirrorError> {
+    async fn sql(&self, sql: String) {
         self.send(Op::Sql(sql)).await
     }
 
@@ -546,7 +539,7 @@ impl Writer {
             .is_ok()
     }
 
-    async fn keys(&self, keys: Vec<String>) -> Result<(), MirrorError> {
+    async fn keys(&self, keys: Vec<String>) {
         self.send(Op::Keys(keys)).await
     }
 

@@ -393,7 +393,7 @@ pub const TABLES: &[&Table] = &[
 ];
 
 /// The `change_log` entities the mirror needs forwarded (see `Sink::feeds`).
-pub const FEEDS: &[&str] = &["account", "item", "category", "balance", "sync_log", "all"];
+pub const FEEDS: &[&str] = &["account", "item", "category", "balance", "sync_log"];
 
 impl Table {
     pub fn kinds(&self) -> Vec<(&'static str, Kind)> {

@@ -121,6 +121,14 @@ pub async fn clear_login_error(pool: &PgPool, item_id: &str) -> Result<(), sqlx:
     Ok(())
 }
 
+/// How many transactions the item has.
+pub async fn transaction_count(pool: &PgPool, item_id: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM plaid_transactions WHERE item_id = $1")
+        .bind(item_id)
+        .fetch_one(pool)
+        .await
+}
+
 pub async fn exists(pool: &PgPool, item_id: &str) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM plaid_items WHERE item_id = $1)")
         .bind(item_id)

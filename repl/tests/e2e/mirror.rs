@@ -336,7 +336,7 @@ async fn incremental_pipeline_equals_a_full_rebuild(pool: PgPool) {
     });
     let sequences = proptest::collection::vec(op(), 1..6);
     let mut step = 0;
-    for case in 0..16 {
+    for case in 0..runner.config().cases {
         let ops = sequences
             .new_tree(&mut runner)
             .expect("a sequence")
