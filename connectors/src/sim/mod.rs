@@ -1,37 +1,40 @@
 //! The offline Plaid simulator: Plaid's HTTP API for the endpoints finq uses, over
-//! deterministic generated data (see [`data`]), served by [`server`].
+//! deterministic generated data.
 //!
-//! Each item keeps an append-only change log; a cursor names a position in it. A sync from
-//! cursor *c* collapses the log after *c* into Plaid's `added` / `modified` / `removed`
-//! (a transaction added and changed since *c* is just `added`; one added and removed is
-//! nothing), ordered by last change, and pages through that list with `count`.
+//! - [`data`]: what an item holds, as a pure function of its [`SimItemSpec`].
+//! - `item`: one item's accounts, balances and how its data moves with simulated time.
+//! - `log`: an item's append-only change log, collapsed into Plaid's
+//!   `added` / `modified` / `removed` for a window of it.
+//! - `cursor`: the `/transactions/sync` cursor (a window of the log and a page in it).
+//! - [`webhooks`]: Plaid's webhook payloads, signed as Plaid signs them.
+//! - [`faults`]: the failures a test can switch on.
+//! - [`server`]: the HTTP API over a [`Simulator`].
 
+mod cursor;
 pub mod data;
 pub mod faults;
+mod item;
+mod log;
 pub mod server;
 pub mod webhooks;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chrono::{Duration, NaiveDate};
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::pfc;
-use crate::plaid::types::{
-    AccountBase, Balances, PersonalFinanceCategory, RemovedTransaction, Transaction,
-};
+use crate::plaid::types::{AccountBase, PersonalFinanceCategory, RemovedTransaction, Transaction};
+pub(crate) use cursor::{Cursor, CursorError};
 pub use data::SimItemSpec;
-use data::{AccountKind, SimAccount};
 pub use faults::Faults;
+use item::SimItem;
+use log::Update;
 pub use server::SimServer;
 use webhooks::WebhookSigner;
+pub use webhooks::{LOGIN_REQUIRED_MESSAGE, webhook_payload};
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -56,345 +59,6 @@ impl Default for SimConfig {
             today: chrono::Local::now().date_naive(),
             faults: Faults::default(),
         }
-    }
-}
-
-/// One change in an item's log: `tx` is the new version, or `None` for a removal.
-#[derive(Debug, Clone)]
-struct Change {
-    id: String,
-    account_id: String,
-    tx: Option<Arc<Transaction>>,
-    /// The first appearance of this transaction.
-    new: bool,
-}
-
-#[derive(Debug, Clone)]
-pub enum Update {
-    Added(Arc<Transaction>),
-    Modified(Arc<Transaction>),
-    Removed(RemovedTransaction),
-}
-
-/// A span of an item's change log: (from, to).
-type Window = (usize, usize);
-
-pub(crate) struct SimItem {
-    pub spec: SimItemSpec,
-    pub item_id: String,
-    pub access_token: String,
-    pub institution_id: String,
-    pub accounts: Vec<SimAccount>,
-    current: BTreeMap<String, Arc<Transaction>>,
-    log: Vec<Change>,
-    rng: ChaCha8Rng,
-    pub webhook: Option<String>,
-    /// `/sandbox/item/reset_login` was called and the login not yet repaired.
-    pub login_required: bool,
-    /// `/transactions/sync` has been called: data is ready and updates fire webhooks.
-    pub sync_called: bool,
-    pub(crate) sync_calls: VecDeque<Instant>,
-    pub(crate) refresh_calls: VecDeque<Instant>,
-    /// Collapsed updates for the last (from, to) window asked for: pages reuse it.
-    cache: Option<(Window, Arc<Vec<Update>>)>,
-    /// Per account: (sum of posted amounts, sum of pending amounts), kept up to date so
-    /// balances cost nothing per request.
-    sums: HashMap<String, (Decimal, Decimal)>,
-}
-
-impl SimItem {
-    fn from_spec(spec: SimItemSpec) -> SimItem {
-        let generated = data::generate(&spec);
-        let mut item = SimItem {
-            item_id: generated.item_id,
-            access_token: generated.access_token,
-            institution_id: spec.institution_id.clone(),
-            accounts: generated.accounts,
-            current: BTreeMap::new(),
-            log: Vec::with_capacity(generated.transactions.len()),
-            rng: generated.rng,
-            webhook: None,
-            login_required: false,
-            sync_called: false,
-            sync_calls: VecDeque::new(),
-            refresh_calls: VecDeque::new(),
-            cache: None,
-            sums: HashMap::new(),
-            spec,
-        };
-        for t in generated.transactions {
-            item.upsert(t);
-        }
-        // Plaid prepares an item's history before it reports it ready: so does the
-        // simulator, rather than on the first `/transactions/sync` call.
-        item.collapse(0, item.head());
-        item
-    }
-
-    fn account_sums(&mut self, t: &Transaction, sign: Decimal) {
-        let entry = self.sums.entry(t.account_id.clone()).or_default();
-        if t.pending {
-            entry.1 += sign * t.amount;
-        } else {
-            entry.0 += sign * t.amount;
-        }
-    }
-
-    fn upsert(&mut self, mut t: Transaction) {
-        // Stored as v2 (the taxonomy the simulator generates in), ready to serve as is.
-        if let Some(pfc) = &mut t.personal_finance_category {
-            pfc.version.get_or_insert_with(|| "v2".to_string());
-        }
-        let t = Arc::new(t);
-        self.account_sums(&t, Decimal::ONE);
-        let old = self.current.insert(t.transaction_id.clone(), t.clone());
-        if let Some(old) = &old {
-            self.account_sums(old, Decimal::NEGATIVE_ONE);
-        }
-        let new = old.is_none();
-        self.log.push(Change {
-            id: t.transaction_id.clone(),
-            account_id: t.account_id.clone(),
-            tx: Some(t),
-            new,
-        });
-    }
-
-    fn remove(&mut self, id: &str) -> bool {
-        match self.current.remove(id) {
-            Some(t) => {
-                self.account_sums(&t, Decimal::NEGATIVE_ONE);
-                self.log.push(Change {
-                    id: id.to_string(),
-                    account_id: t.account_id.clone(),
-                    tx: None,
-                    new: false,
-                });
-                true
-            }
-            None => false,
-        }
-    }
-
-    pub fn transactions(&self) -> impl Iterator<Item = &Arc<Transaction>> {
-        self.current.values()
-    }
-
-    pub fn head(&self) -> usize {
-        self.log.len()
-    }
-
-    /// Drop the cached window. Freeing a large list (a whole history) takes tens of
-    /// milliseconds: that happens in the background, not on a request's time.
-    fn release_cache(&mut self) {
-        match self.cache.take() {
-            Some(old) if old.1.len() > 10_000 => {
-                std::thread::spawn(move || drop(old));
-            }
-            _ => {}
-        }
-    }
-
-    /// The log between two positions, collapsed into Plaid's update lists.
-    fn collapse(&mut self, from: usize, to: usize) -> Arc<Vec<Update>> {
-        if let Some((key, list)) = &self.cache
-            && *key == (from, to)
-        {
-            return list.clone();
-        }
-        self.release_cache();
-        // id -> (appeared in this window, latest version, position of last change)
-        let mut seen: HashMap<&str, (bool, Option<&Arc<Transaction>>, usize)> = HashMap::new();
-        for (pos, c) in self.log[from..to].iter().enumerate() {
-            let entry = seen.entry(c.id.as_str()).or_insert((c.new, None, pos));
-            entry.1 = c.tx.as_ref();
-            entry.2 = pos;
-        }
-        let mut entries: Vec<_> = seen.into_iter().collect();
-        entries.sort_by_key(|(_, (_, _, pos))| *pos);
-        let list: Vec<Update> = entries
-            .into_iter()
-            .filter_map(|(id, (appeared, latest, pos))| match (appeared, latest) {
-                (true, Some(t)) => Some(Update::Added(t.clone())),
-                (false, Some(t)) => Some(Update::Modified(t.clone())),
-                (false, None) => Some(Update::Removed(RemovedTransaction {
-                    transaction_id: id.to_string(),
-                    account_id: self.log[from + pos].account_id.clone(),
-                })),
-                (true, None) => None,
-            })
-            .collect();
-        let list = Arc::new(list);
-        self.cache = Some(((from, to), list.clone()));
-        list
-    }
-
-    /// Balances consistent with the transactions.
-    pub fn account_bases(&self) -> Vec<AccountBase> {
-        self.accounts
-            .iter()
-            .map(|a| {
-                let (posted, pending) = self.sums.get(&a.account_id).copied().unwrap_or_default();
-                let (ty, subtype) = a.type_and_subtype();
-                let balances = match a.kind {
-                    AccountKind::Loan => Balances {
-                        current: Some(a.opening + posted),
-                        available: None,
-                        limit: None,
-                        iso_currency_code: Some("USD".into()),
-                        unofficial_currency_code: None,
-                    },
-                    AccountKind::CreditCard => Balances {
-                        current: Some(posted),
-                        available: Some(a.opening - posted - pending),
-                        limit: Some(a.opening),
-                        iso_currency_code: Some("USD".into()),
-                        unofficial_currency_code: None,
-                    },
-                    _ => {
-                        let current = a.opening - posted;
-                        Balances {
-                            current: Some(current),
-                            available: Some(current - pending.max(Decimal::ZERO)),
-                            limit: None,
-                            iso_currency_code: Some("USD".into()),
-                            unofficial_currency_code: None,
-                        }
-                    }
-                };
-                AccountBase {
-                    account_id: a.account_id.clone(),
-                    balances,
-                    mask: Some(a.mask.clone()),
-                    name: a.name.to_string(),
-                    official_name: Some(a.official_name.to_string()),
-                    account_type: ty.to_string(),
-                    subtype: Some(subtype.to_string()),
-                }
-            })
-            .collect()
-    }
-
-    /// One simulated day: pending transactions post (some with a tip), new purchases arrive
-    /// as pending, sometimes a posted transaction is corrected or disappears.
-    /// `changes` changes, each to a different transaction, so the next update carries
-    /// exactly that many (nothing collapses).
-    fn churn(&mut self, changes: usize, today: NaiveDate) -> AdvanceCounts {
-        let mut counts = AdvanceCounts::default();
-        let mut left = changes;
-        let ids: Vec<String> = self.current.keys().cloned().collect();
-        let mut touched: HashSet<String> = HashSet::new();
-        // A transaction not changed yet in this churn, if the draw finds one.
-        let pick = |rng: &mut ChaCha8Rng, touched: &mut HashSet<String>| {
-            let id = &ids[rng.gen_range(0..ids.len())];
-            touched.insert(id.clone()).then(|| id.clone())
-        };
-        while left > 0 {
-            let roll = self.rng.gen_range(0..10);
-            if roll < 6 || ids.len() < 2 * changes {
-                let t = data::random_purchase(&mut self.rng, &self.accounts, today, true);
-                touched.insert(t.transaction_id.clone());
-                self.upsert(t);
-                counts.added += 1;
-                left -= 1;
-            } else if roll < 8 {
-                if let Some(id) = pick(&mut self.rng, &mut touched)
-                    && let Some(t) = self.current.get(&id)
-                {
-                    let mut t = (**t).clone();
-                    t.amount += Decimal::ONE;
-                    self.upsert(t);
-                    counts.modified += 1;
-                    left -= 1;
-                }
-            } else if roll < 9 || left < 2 {
-                if let Some(id) = pick(&mut self.rng, &mut touched)
-                    && self.remove(&id)
-                {
-                    counts.removed += 1;
-                    left -= 1;
-                }
-            } else {
-                // Post a pending transaction nothing else touched: its removal and the
-                // posted one are two changes.
-                let pending = self
-                    .current
-                    .values()
-                    .find(|t| t.pending && !touched.contains(&t.transaction_id))
-                    .cloned();
-                match pending {
-                    Some(p) => {
-                        touched.insert(p.transaction_id.clone());
-                        let mut posted = (*p).clone();
-                        posted.transaction_id = data::plaid_id(&mut self.rng);
-                        posted.pending = false;
-                        posted.pending_transaction_id = Some(p.transaction_id.clone());
-                        posted.date = today;
-                        self.remove(&p.transaction_id);
-                        self.upsert(posted);
-                        counts.posted += 1;
-                        left -= 2;
-                    }
-                    None => continue,
-                }
-            }
-        }
-        counts
-    }
-
-    pub(crate) fn advance_day(&mut self, today: NaiveDate) -> AdvanceCounts {
-        let mut counts = AdvanceCounts::default();
-        let due: Vec<Arc<Transaction>> = self
-            .current
-            .values()
-            .filter(|t| t.pending && (today - t.date).num_days() >= 2)
-            .cloned()
-            .collect();
-        for p in due {
-            let mut posted = (*p).clone();
-            posted.transaction_id = data::plaid_id(&mut self.rng);
-            posted.pending = false;
-            posted.pending_transaction_id = Some(p.transaction_id.clone());
-            posted.date = today;
-            let restaurant = posted
-                .personal_finance_category
-                .as_ref()
-                .is_some_and(|c| c.detailed == "FOOD_AND_DRINK_RESTAURANT");
-            if restaurant && self.rng.gen_bool(0.5) {
-                posted.amount = (posted.amount * Decimal::new(118, 2)).round_dp(2); // the tip
-            }
-            self.remove(&p.transaction_id);
-            self.upsert(posted);
-            counts.posted += 1;
-        }
-        let per_day =
-            (self.spec.transactions as i64 / data::history_days(self.spec.transactions)).max(1);
-        let new = self.rng.gen_range(0..=2 * per_day);
-        for _ in 0..new {
-            let t = data::random_purchase(&mut self.rng, &self.accounts, today, true);
-            self.upsert(t);
-            counts.added += 1;
-        }
-        let posted_ids: Vec<String> = self
-            .current
-            .values()
-            .filter(|t| !t.pending)
-            .map(|t| t.transaction_id.clone())
-            .collect();
-        if !posted_ids.is_empty() && self.rng.gen_bool(0.5) {
-            let id = &posted_ids[self.rng.gen_range(0..posted_ids.len())];
-            let mut t = (*self.current[id]).clone();
-            t.amount += Decimal::ONE;
-            self.upsert(t);
-            counts.modified += 1;
-        }
-        if posted_ids.len() > 1 && self.rng.gen_bool(0.25) {
-            let id = posted_ids[self.rng.gen_range(0..posted_ids.len())].clone();
-            if self.remove(&id) {
-                counts.removed += 1;
-            }
-        }
-        counts
     }
 }
 
@@ -440,36 +104,6 @@ pub struct SyncPage {
     pub removed: Vec<RemovedTransaction>,
     pub next_cursor: String,
     pub has_more: bool,
-}
-
-pub(crate) enum CursorError {
-    Invalid,
-    /// The item's data changed since the first page of this update.
-    Mutation,
-}
-
-fn encode_cursor(from: usize, to: usize, offset: usize) -> String {
-    B64.encode(format!("sim1:{from}:{to}:{offset}"))
-}
-
-fn decode_cursor(c: &str) -> Result<(usize, usize, usize), CursorError> {
-    let bytes = B64.decode(c).map_err(|_| CursorError::Invalid)?;
-    let text = String::from_utf8(bytes).map_err(|_| CursorError::Invalid)?;
-    let mut parts = text
-        .strip_prefix("sim1:")
-        .ok_or(CursorError::Invalid)?
-        .split(':');
-    let mut next = || -> Result<usize, CursorError> {
-        parts
-            .next()
-            .and_then(|p| p.parse().ok())
-            .ok_or(CursorError::Invalid)
-    };
-    let (from, to, offset) = (next()?, next()?, next()?);
-    if from > to {
-        return Err(CursorError::Invalid);
-    }
-    Ok((from, to, offset))
 }
 
 /// Present a transaction in the PFC version the client asked for (v1 unless "v2"). Stored
@@ -661,7 +295,7 @@ impl Simulator {
         let s = self.lock();
         s.items
             .get(item_id)
-            .map(|i| i.transactions().map(|t| (**t).clone()).collect())
+            .map(|i| i.log.current().map(|t| (**t).clone()).collect())
     }
 
     /// The item's transactions as a client that applied every update up to `cursor` (a final
@@ -672,19 +306,12 @@ impl Simulator {
         let upto = if cursor.is_empty() {
             0
         } else {
-            match decode_cursor(cursor) {
-                Ok((_, to, 0)) => to,
+            match Cursor::decode(cursor) {
+                Ok(c) if c.is_final() => c.to,
                 _ => return None,
             }
         };
-        let mut state: BTreeMap<&str, &Arc<Transaction>> = BTreeMap::new();
-        for c in &item.log[..upto.min(item.log.len())] {
-            match &c.tx {
-                Some(t) => state.insert(c.id.as_str(), t),
-                None => state.remove(c.id.as_str()),
-            };
-        }
-        Some(state.into_values().map(|t| (**t).clone()).collect())
+        Some(item.log.state_at(upto))
     }
 
     pub fn accounts(&self, item_id: &str) -> Option<Vec<AccountBase>> {
@@ -750,27 +377,8 @@ impl Simulator {
                 has_more: false,
             });
         }
-        let head = item.head();
-        let (from, to, offset) = match cursor {
-            None | Some("") => (0, head, 0),
-            Some("now") => (head, head, 0),
-            Some(c) => {
-                let (from, to, offset) = decode_cursor(c)?;
-                if to > head {
-                    return Err(CursorError::Invalid);
-                }
-                if offset > 0 && to != head {
-                    return Err(CursorError::Mutation);
-                }
-                // A final cursor (offset 0 at the end of its window) continues from there.
-                if offset == 0 && from == to {
-                    (to, head, 0)
-                } else {
-                    (from, to, offset)
-                }
-            }
-        };
-        let list = item.collapse(from, to);
+        let Cursor { from, to, offset } = Cursor::resolve(cursor, item.log.head())?;
+        let list = item.log.collapse(from, to);
         let end = (offset + count).min(list.len());
         let mut page = SyncPage {
             status: "HISTORICAL_UPDATE_COMPLETE",
@@ -779,9 +387,14 @@ impl Simulator {
             removed: Vec::new(),
             has_more: end < list.len(),
             next_cursor: if end < list.len() {
-                encode_cursor(from, to, end)
+                Cursor {
+                    from,
+                    to,
+                    offset: end,
+                }
+                .encode()
             } else {
-                encode_cursor(to, to, 0)
+                Cursor::end_of(to).encode()
             },
         };
         for u in list.get(offset..end).unwrap_or(&[]) {
@@ -795,53 +408,9 @@ impl Simulator {
             // The window is served: free its list now rather than in a later request (and
             // let go of this request's reference first, so the freeing happens there).
             drop(list);
-            item.release_cache();
+            item.log.release_cache();
         }
         Ok(page)
-    }
-}
-
-/// Plaid's `error_message` for `ITEM_LOGIN_REQUIRED`.
-pub const LOGIN_REQUIRED_MESSAGE: &str = "the login details of this item have changed (credentials, MFA, or required user action) and a user login is required to update this information. use Link's update mode to restore the item to a good state";
-
-/// Plaid's webhook payloads for the codes the simulator sends.
-pub fn webhook_payload(code: &str, item_id: &str, new_transactions: u64) -> serde_json::Value {
-    use serde_json::json;
-    let error = |code: &str, message: &str| {
-        json!({ "error_type": "ITEM_ERROR", "error_code": code, "error_message": message,
-                "display_message": null, "status": 400 })
-    };
-    match code {
-        "SYNC_UPDATES_AVAILABLE" => json!({
-            "webhook_type": "TRANSACTIONS", "webhook_code": code, "item_id": item_id,
-            "initial_update_complete": true, "historical_update_complete": true, "environment": "sandbox"
-        }),
-        "DEFAULT_UPDATE" => json!({
-            "webhook_type": "TRANSACTIONS", "webhook_code": code, "item_id": item_id,
-            "new_transactions": new_transactions, "error": null, "environment": "sandbox"
-        }),
-        "ERROR" => json!({
-            "webhook_type": "ITEM", "webhook_code": code, "item_id": item_id,
-            "error": error("ITEM_LOGIN_REQUIRED", LOGIN_REQUIRED_MESSAGE),
-            "environment": "sandbox"
-        }),
-        "USER_PERMISSION_REVOKED" => json!({
-            "webhook_type": "ITEM", "webhook_code": code, "item_id": item_id,
-            "error": error("USER_PERMISSION_REVOKED", "the holder of this account has revoked their permission for your application to access it"),
-            "environment": "sandbox"
-        }),
-        "PENDING_DISCONNECT" => json!({
-            "webhook_type": "ITEM", "webhook_code": code, "item_id": item_id,
-            "reason": "INSTITUTION_MIGRATION", "environment": "sandbox"
-        }),
-        "PENDING_EXPIRATION" => json!({
-            "webhook_type": "ITEM", "webhook_code": code, "item_id": item_id,
-            "consent_expiration_time": (chrono::Utc::now() + chrono::Duration::days(7)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "environment": "sandbox"
-        }),
-        other => json!({
-            "webhook_type": "ITEM", "webhook_code": other, "item_id": item_id, "error": null, "environment": "sandbox"
-        }),
     }
 }
 

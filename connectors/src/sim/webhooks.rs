@@ -95,3 +95,47 @@ pub fn deliver(url: String, body: String, jwt: String) {
         }
     });
 }
+
+/// Plaid's `error_message` for `ITEM_LOGIN_REQUIRED`.
+pub const LOGIN_REQUIRED_MESSAGE: &str = "the login details of this item have changed (credentials, MFA, or required user action) and a user login is required to update this information. use Link's update mode to restore the item to a good state";
+
+/// Plaid's webhook payloads for the codes the simulator sends.
+pub fn webhook_payload(code: &str, item_id: &str, new_transactions: u64) -> serde_json::Value {
+    use serde_json::json;
+    let error = |code: &str, message: &str| {
+        json!({ "error_type": "ITEM_ERROR", "error_code": code, "error_message": message,
+                "display_message": null, "status": 400 })
+    };
+    match code {
+        "SYNC_UPDATES_AVAILABLE" => json!({
+            "webhook_type": "TRANSACTIONS", "webhook_code": code, "item_id": item_id,
+            "initial_update_complete": true, "historical_update_complete": true, "environment": "sandbox"
+        }),
+        "DEFAULT_UPDATE" => json!({
+            "webhook_type": "TRANSACTIONS", "webhook_code": code, "item_id": item_id,
+            "new_transactions": new_transactions, "error": null, "environment": "sandbox"
+        }),
+        "ERROR" => json!({
+            "webhook_type": "ITEM", "webhook_code": code, "item_id": item_id,
+            "error": error("ITEM_LOGIN_REQUIRED", LOGIN_REQUIRED_MESSAGE),
+            "environment": "sandbox"
+        }),
+        "USER_PERMISSION_REVOKED" => json!({
+            "webhook_type": "ITEM", "webhook_code": code, "item_id": item_id,
+            "error": error("USER_PERMISSION_REVOKED", "the holder of this account has revoked their permission for your application to access it"),
+            "environment": "sandbox"
+        }),
+        "PENDING_DISCONNECT" => json!({
+            "webhook_type": "ITEM", "webhook_code": code, "item_id": item_id,
+            "reason": "INSTITUTION_MIGRATION", "environment": "sandbox"
+        }),
+        "PENDING_EXPIRATION" => json!({
+            "webhook_type": "ITEM", "webhook_code": code, "item_id": item_id,
+            "consent_expiration_time": (chrono::Utc::now() + chrono::Duration::days(7)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "environment": "sandbox"
+        }),
+        other => json!({
+            "webhook_type": "ITEM", "webhook_code": other, "item_id": item_id, "error": null, "environment": "sandbox"
+        }),
+    }
+}
