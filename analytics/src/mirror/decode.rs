@@ -20,7 +20,8 @@ pub enum Kind {
     Text,
     /// DATE; PostgreSQL sends days since 1970-01-01.
     Date,
-    /// DECIMAL(14,2); PostgreSQL sends cents.
+    /// DECIMAL(14,2); PostgreSQL sends its binary `numeric` (decoded here: asking
+    /// PostgreSQL to convert to cents costs it more than the rest of the row).
     Money,
     Bool,
     Int,
@@ -58,7 +59,7 @@ impl Kind {
             Kind::Bool => format!("({expr})::boolean"),
             Kind::Int => format!("({expr})::bigint"),
             Kind::Date => format!("({expr})::date"),
-            Kind::Money => format!("(({expr}) * 100)::bigint"),
+            Kind::Money => format!("({expr})::numeric"),
             Kind::Timestamp => format!("({expr})::timestamptz"),
         }
     }
@@ -107,7 +108,7 @@ impl Builder {
                     .checked_add(PG_EPOCH_DAYS)
                     .ok_or("date out of range")?,
             ),
-            Builder::Money(b) => b.append_value(i64::from_be_bytes(fixed(field)?) as i128),
+            Builder::Money(b) => b.append_value(numeric_cents(field)?),
             Builder::Bool(b) => b.append_value(fixed::<1>(field)?[0] != 0),
             Builder::Int(b) => b.append_value(i64::from_be_bytes(fixed(field)?)),
             Builder::Timestamp(b) => b.append_value(
@@ -138,6 +139,57 @@ impl Builder {
 /// PostgreSQL's epoch (2000-01-01) in days and microseconds after Unix's.
 const PG_EPOCH_DAYS: i32 = 10_957;
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// A binary PostgreSQL `numeric` in cents: a header of four 16-bit words (digit count,
+/// weight of the first digit as a power of 10,000, sign, display scale) and base-10,000
+/// digits. Values with a fraction of a cent are refused rather than rounded.
+fn numeric_cents(field: &[u8]) -> Result<i128, String> {
+    let word = |i: usize| -> Result<u16, String> {
+        field
+            .get(2 * i..2 * i + 2)
+            .map(|w| u16::from_be_bytes([w[0], w[1]]))
+            .ok_or_else(|| "a truncated numeric".to_string())
+    };
+    let ndigits = word(0)? as usize;
+    let weight = word(1)? as i16 as i32;
+    let sign = word(2)?;
+    if field.len() != 8 + 2 * ndigits {
+        return Err(format!(
+            "a numeric of {} bytes for {ndigits} digits",
+            field.len()
+        ));
+    }
+    let negative = match sign {
+        0x0000 => false,
+        0x4000 => true,
+        _ => return Err("a numeric that is NaN or infinite".into()),
+    };
+    // The digits as an integer, then scaled: the last digit counts 10,000^(weight-ndigits+1),
+    // and a cent is 10,000^-1 * 100.
+    let mut acc: i128 = 0;
+    for i in 0..ndigits {
+        let d = word(4 + i)?;
+        if d >= 10_000 {
+            return Err(format!("a numeric digit {d} out of range"));
+        }
+        acc = acc
+            .checked_mul(10_000)
+            .and_then(|a| a.checked_add(d as i128))
+            .ok_or("a numeric too large")?;
+    }
+    let exp = weight - ndigits as i32 + 1; // power of 10,000 of the last digit
+    let cents = if exp >= 0 {
+        (0..exp)
+            .try_fold(acc, |a, _| a.checked_mul(10_000))
+            .and_then(|a| a.checked_mul(100))
+    } else if exp == -1 {
+        (acc % 100 == 0).then_some(acc / 100)
+    } else {
+        (acc == 0).then_some(0)
+    }
+    .ok_or("an amount with a fraction of a cent or out of range")?;
+    Ok(if negative { -cents } else { cents })
+}
 
 fn fixed<const N: usize>(field: &[u8]) -> Result<[u8; N], String> {
     field
@@ -351,11 +403,68 @@ mod tests {
         vec![
             Some(t.as_bytes().to_vec()),
             Some(days_since_2000.to_be_bytes().to_vec()),
-            Some(cents.to_be_bytes().to_vec()),
+            Some(pg_numeric(cents)),
             Some(vec![b as u8]),
             Some(i.to_be_bytes().to_vec()),
             Some(us.to_be_bytes().to_vec()),
         ]
+    }
+
+    /// PostgreSQL's binary `numeric` for an amount in cents, trailing zero digits stripped
+    /// as PostgreSQL does.
+    fn pg_numeric(cents: i64) -> Vec<u8> {
+        let v = cents.unsigned_abs();
+        let (mut int, frac) = (v / 100, v % 100);
+        let mut groups = Vec::new();
+        while int > 0 {
+            groups.insert(0, (int % 10_000) as u16);
+            int /= 10_000;
+        }
+        let weight = groups.len() as i16 - 1;
+        groups.push((frac * 100) as u16);
+        while groups.last() == Some(&0) {
+            groups.pop();
+        }
+        let weight = if groups.is_empty() { 0 } else { weight };
+        let mut out = Vec::new();
+        out.extend_from_slice(&(groups.len() as u16).to_be_bytes());
+        out.extend_from_slice(&weight.to_be_bytes());
+        out.extend_from_slice(&(if cents < 0 { 0x4000u16 } else { 0 }).to_be_bytes());
+        out.extend_from_slice(&2u16.to_be_bytes());
+        for g in groups {
+            out.extend_from_slice(&g.to_be_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn numerics_in_cents() {
+        for cents in [
+            0,
+            1,
+            -5,
+            99,
+            100,
+            -1234,
+            1_000_000,
+            12_345_678_901,
+            -9_999_999_999_999,
+        ] {
+            assert_eq!(
+                numeric_cents(&pg_numeric(cents)),
+                Ok(cents as i128),
+                "{cents}"
+            );
+        }
+        let words = |w: &[u16]| w.iter().flat_map(|w| w.to_be_bytes()).collect::<Vec<u8>>();
+        // Trailing zero digits kept (PostgreSQL strips them; the decoder must not care):
+        // 12.00 as the digits [12, 0000], weight 0.
+        assert_eq!(numeric_cents(&words(&[2, 0, 0, 2, 12, 0])), Ok(1200));
+        // Fractions of a cent, NaN, and truncated values are refused.
+        assert!(numeric_cents(&words(&[1, 0xffff, 0, 4, 1234])).is_err()); // 0.1234
+        assert!(numeric_cents(&words(&[0, 0, 0xc000, 0])).is_err()); // NaN
+        assert!(numeric_cents(&words(&[2, 0, 0, 2, 12])).is_err()); // a digit missing
+        assert!(numeric_cents(&words(&[1, 0, 0, 2, 10_000])).is_err()); // not base 10,000
     }
 
     fn decode_in_chunks(bytes: &[u8], chunk: usize, batch_rows: usize) -> Vec<RecordBatch> {

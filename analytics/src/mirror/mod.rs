@@ -13,22 +13,29 @@
 //! happens when another process has the file open (DuckDB allows one writer or many readers
 //! per file): that reader keeps its consistent old copy.
 //!
-//! PostgreSQL is read in one REPEATABLE READ snapshot, as `COPY … TO STDOUT` text decoded
-//! straight into Arrow ([`decode`]), while a DuckDB thread appends the previous batches.
-//! Writes of one mirror are serialised by the advisory lock `finq.mirror`.
+//! PostgreSQL is read in one REPEATABLE READ snapshot, as binary `COPY … TO STDOUT`
+//! decoded straight into Arrow ([`decode`]), while a DuckDB thread inserts the previous
+//! batches through DuckDB's own Arrow scan (`duck`). An incremental write first stages the
+//! changed rows and keys in an in-memory database beside the file, then applies them in one
+//! DuckDB transaction. Writes of one mirror are serialised by the advisory lock `finq.mirror`.
 
 pub mod decode;
+mod duck;
 pub mod tables;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use duckdb::Connection;
-use duckdb::arrow::record_batch::RecordBatch;
-use futures_util::TryStreamExt;
+use duckdb::arrow::array::StringArray;
+use duckdb::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use duckdb::arrow::error::ArrowError;
+use duckdb::arrow::record_batch::{RecordBatch, RecordBatchIterator, RecordBatchReader};
+use futures_util::{FutureExt, TryStreamExt};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
 use decode::CopyDecoder;
+use duck::{DuckWriter, STAGE, Threads};
 use finq_core::pipeline::ENTITY_ALL;
 use tables::{FEEDS, Follow, TABLES, TRANSACTIONS, Table, quote};
 
@@ -44,11 +51,8 @@ const BATCH_ROWS: usize = 16 * 1024;
 pub enum MirrorError {
     #[error("reading PostgreSQL for the mirror failed: {0}")]
     Postgres(#[from] sqlx::Error),
-    #[error("writing the DuckDB mirror {path} failed: {source}")]
-    DuckDb {
-        path: PathBuf,
-        source: duckdb::Error,
-    },
+    #[error("writing the DuckDB mirror {path} failed: {message}")]
+    DuckDb { path: PathBuf, message: String },
     #[error("decoding PostgreSQL's rows of table {table} failed: {message}")]
     Decode {
         table: &'static str,
@@ -97,7 +101,7 @@ enum OnDisk {
     /// Another process has it open.
     Locked,
     Outdated(String),
-    Current(Connection, i64),
+    Current(DuckWriter, i64),
 }
 
 impl DuckMirror {
@@ -109,10 +113,10 @@ impl DuckMirror {
         &self.path
     }
 
-    fn duck_err(&self) -> impl Fn(duckdb::Error) -> MirrorError + '_ {
-        |source| MirrorError::DuckDb {
+    fn duck_err(&self) -> impl Fn(String) -> MirrorError + '_ {
+        |message| MirrorError::DuckDb {
             path: self.path.clone(),
-            source,
+            message,
         }
     }
 
@@ -216,19 +220,22 @@ impl DuckMirror {
                 source,
             })?;
         }
+        // Builds of this mirror hold the advisory lock: any other build file is the
+        // remains of a process that died mid-build.
+        remove_stale_builds(&self.path);
         let tmp = PathBuf::from(format!(
             "{}.tmp-{}",
             self.path.display(),
             std::process::id()
         ));
         remove_db_files(&tmp)?;
-        let conn = open_rw(&tmp).map_err(|source| MirrorError::DuckDb {
+        let conn = DuckWriter::open(&tmp, Threads::One).map_err(|message| MirrorError::DuckDb {
             path: tmp.clone(),
-            source,
+            message,
         })?;
-        // One transaction: DuckDB writes the appended row groups straight to the file and
-        // commits them once (a commit per batch is twice as slow).
-        let mut ddl = String::from("BEGIN TRANSACTION;\n");
+        // A statement per table, each its own transaction (the file is only renamed into
+        // place once complete): DuckDB writes the inserted row groups straight to the file.
+        let mut ddl = String::new();
         for t in TABLES {
             ddl.push_str(&t.create_sql());
         }
@@ -243,12 +250,13 @@ impl DuckMirror {
             writer.sql(ddl).await;
             let mut rows = 0;
             for t in TABLES {
-                let n = stream(pg, t, "true", t.name, &writer).await?;
+                let into = format!("INSERT INTO {}", t.name);
+                let n = stream(pg, t, "true", &into, &writer).await?;
                 if t.name == TRANSACTIONS.name {
                     rows = n;
                 }
             }
-            writer.sql("COMMIT; CHECKPOINT;".into()).await;
+            writer.sql("CHECKPOINT".into()).await;
             Ok::<_, MirrorError>(rows)
         }
         .await;
@@ -278,7 +286,7 @@ impl DuckMirror {
     async fn incremental(
         &self,
         pg: &mut PgConnection,
-        conn: Connection,
+        conn: DuckWriter,
         position: i64,
         target: i64,
         changes: &[(String, String)],
@@ -297,43 +305,39 @@ impl DuckMirror {
             ..Default::default()
         };
         let produced = async {
-            writer
-                .sql("BEGIN TRANSACTION; CREATE TABLE _finq_keys (key VARCHAR);".into())
-                .await;
+            // First the changes are staged in the in-memory database beside the file (PostgreSQL
+            // is read meanwhile); then one transaction applies them to the file.
+            let mut apply = String::from("BEGIN TRANSACTION;\n");
             // Deletions first: a row deleted and then written again comes back below.
             for (kind, column) in [("tx_delete_item", "item_id"), ("tx_delete", "id")] {
                 let keys = keys_of(kind);
                 if !keys.is_empty() {
                     report.deletions += keys.len() as u64;
-                    writer.keys(keys).await;
-                    writer
-                        .sql(format!(
-                            "DELETE FROM transactions WHERE {column} IN (SELECT key FROM _finq_keys)"
-                        )).await;
+                    writer.keys(kind, keys).await;
+                    apply.push_str(&format!(
+                        "DELETE FROM transactions WHERE {column} IN (SELECT key FROM {STAGE}.keys_{kind});\n"
+                    ));
                 }
             }
-            // Rows written since the position: into a delta table, then swapped in by id.
-            writer
-                .sql("CREATE TABLE _finq_delta AS SELECT * FROM transactions LIMIT 0".into()).await;
+            // Rows written since the position, swapped in by id.
             let filter = format!("u.seq > {position} AND u.seq <= {target}");
-            report.rows = stream(pg, &TRANSACTIONS, &filter, "_finq_delta", &writer).await?;
-            if report.rows > 0 {
-                writer
-                    .sql(
-                        "DELETE FROM transactions WHERE id IN (SELECT id FROM _finq_delta);
-                         INSERT INTO transactions SELECT * FROM _finq_delta;"
-                            .into(),
-                    )
-                    .await;
-            }
-            writer.sql("DROP TABLE _finq_delta".into()).await;
+            let into = format!("CREATE TABLE {STAGE}.delta AS");
+            report.rows = stream(pg, &TRANSACTIONS, &filter, &into, &writer).await?;
+            apply.push_str(&format!(
+                "DELETE FROM transactions WHERE id IN (SELECT id FROM {STAGE}.delta);
+                 INSERT INTO transactions SELECT * FROM {STAGE}.delta;\n"
+            ));
             for t in TABLES {
+                let into = format!("CREATE TABLE {STAGE}.{} AS", t.name);
                 match t.follow {
                     Follow::Transactions => {}
                     Follow::Whole(kinds) => {
                         if changes.iter().any(|(k, _)| kinds.contains(&k.as_str())) {
-                            writer.sql(format!("DELETE FROM {}", t.name)).await;
-                            stream(pg, t, "true", t.name, &writer).await?;
+                            stream(pg, t, "true", &into, &writer).await?;
+                            apply.push_str(&format!(
+                                "DELETE FROM {0}; INSERT INTO {0} SELECT * FROM {STAGE}.{0};\n",
+                                t.name
+                            ));
                         }
                     }
                     Follow::Keyed {
@@ -345,27 +349,25 @@ impl DuckMirror {
                         if keys.is_empty() {
                             continue;
                         }
-                        writer.keys(keys).await;
-                        writer
-                            .sql(format!(
-                                "DELETE FROM {} WHERE {key_duck} IN (SELECT key FROM _finq_keys)",
-                                t.name
-                            )).await;
+                        writer.keys(kind, keys).await;
                         let filter = format!(
                             "{key_pg} IN (SELECT key FROM mirror_changes
                                           WHERE kind = '{kind}' AND seq > {position} AND seq <= {target})"
                         );
-                        stream(pg, t, &filter, t.name, &writer).await?;
+                        stream(pg, t, &filter, &into, &writer).await?;
+                        apply.push_str(&format!(
+                            "DELETE FROM {0} WHERE {key_duck} IN (SELECT key FROM {STAGE}.keys_{kind});
+                             INSERT INTO {0} SELECT * FROM {STAGE}.{0};\n",
+                            t.name
+                        ));
                     }
                 }
             }
-            writer
-                .sql(format!(
-                    "DROP TABLE _finq_keys;
-                     UPDATE {META_TABLE} SET value = '{target}' WHERE key = 'position';
-                     COMMIT;"
-                ))
-                .await;
+            apply.push_str(&format!(
+                "UPDATE {META_TABLE} SET value = '{target}' WHERE key = 'position';
+                 COMMIT;"
+            ));
+            writer.sql(apply).await;
             Ok::<_, MirrorError>(())
         }
         .await;
@@ -407,13 +409,26 @@ async fn record_position(pool: &PgPool, path: &Path, position: i64) -> Result<()
     Ok(())
 }
 
-/// Stream one table's rows selected by `filter` from PostgreSQL into DuckDB table `target`.
+/// Stream one table's rows selected by `filter` from PostgreSQL into DuckDB: `into` is
+/// `INSERT INTO t` or `CREATE TABLE … AS`; the number of rows.
 async fn stream(
     pg: &mut PgConnection,
     table: &Table,
     filter: &str,
-    target: &str,
+    into: &str,
     writer: &Writer,
+) -> Result<u64, MirrorError> {
+    let batches = writer.ingest(into, decode::schema_of(&table.kinds())).await;
+    copy_into(pg, table, filter, &batches).await
+}
+
+/// Read one table's rows selected by `filter` from PostgreSQL, decoded into batches sent
+/// to `batches`; the number of rows.
+async fn copy_into(
+    pg: &mut PgConnection,
+    table: &Table,
+    filter: &str,
+    batches: &tokio::sync::mpsc::Sender<RecordBatch>,
 ) -> Result<u64, MirrorError> {
     let decode_err = |message: String| MirrorError::Decode {
         table: table.name,
@@ -426,44 +441,42 @@ async fn stream(
     // A failed writer is reported by Writer::finish; the stream is still read to its end
     // so the connection stays usable.
     let mut writing = true;
-    // Where the time goes: waiting for PostgreSQL, decoding, waiting for DuckDB.
-    let (mut wait_pg, mut decode, mut wait_duck) = (
-        std::time::Duration::ZERO,
-        std::time::Duration::ZERO,
-        std::time::Duration::ZERO,
-    );
+    // Where the time goes: waiting for PostgreSQL, waiting for DuckDB, and decoding (the
+    // rest). PostgreSQL sends a message per row; most are already buffered, so the clock is
+    // read only when one is not.
+    let started = std::time::Instant::now();
+    let (mut wait_pg, mut wait_duck) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
     loop {
-        let t = std::time::Instant::now();
-        let Some(chunk) = copy.try_next().await? else {
+        let next = match copy.try_next().now_or_never() {
+            Some(next) => next?,
+            None => {
+                let t = std::time::Instant::now();
+                let next = copy.try_next().await?;
+                wait_pg += t.elapsed();
+                next
+            }
+        };
+        let Some(chunk) = next else {
             break;
         };
-        wait_pg += t.elapsed();
         if !writing {
             continue;
         }
-        let t = std::time::Instant::now();
         decoder
             .feed(&chunk, &mut |b| {
                 ready.push(b);
                 Ok(())
             })
             .map_err(decode_err)?;
-        decode += t.elapsed();
-        let t = std::time::Instant::now();
-        for batch in ready.drain(..) {
-            rows += batch.num_rows() as u64;
-            writing &= writer.append(target, batch).await;
+        if !ready.is_empty() {
+            let t = std::time::Instant::now();
+            for batch in ready.drain(..) {
+                rows += batch.num_rows() as u64;
+                writing &= batches.send(batch).await.is_ok();
+            }
+            wait_duck += t.elapsed();
         }
-        wait_duck += t.elapsed();
     }
-    tracing::debug!(
-        table = table.name,
-        rows,
-        wait_pg_ms = wait_pg.as_millis() as u64,
-        decode_ms = decode.as_millis() as u64,
-        wait_duckdb_ms = wait_duck.as_millis() as u64,
-        "streamed"
-    );
     decoder
         .finish(&mut |b| {
             ready.push(b);
@@ -472,16 +485,23 @@ async fn stream(
         .map_err(decode_err)?;
     for batch in ready.drain(..) {
         rows += batch.num_rows() as u64;
-        writer.append(target, batch).await;
+        let _ = batches.send(batch).await;
     }
+    tracing::debug!(
+        table = table.name,
+        rows,
+        wait_pg_ms = wait_pg.as_millis() as u64,
+        decode_ms = (started.elapsed() - wait_pg - wait_duck).as_millis() as u64,
+        wait_duckdb_ms = wait_duck.as_millis() as u64,
+        "streamed"
+    );
     Ok(rows)
 }
 
 enum Op {
     Sql(String),
-    Append(String, RecordBatch),
-    /// Replace the contents of `_finq_keys`.
-    Keys(Vec<String>),
+    /// Insert what the reader yields into the table.
+    Ingest(String, Box<dyn RecordBatchReader + Send>),
 }
 
 /// The DuckDB side of a write: a thread that applies operations in order.
@@ -491,31 +511,31 @@ struct Writer {
 }
 
 impl Writer {
-    fn spawn(conn: Connection, path: PathBuf) -> Writer {
+    fn spawn(conn: DuckWriter, path: PathBuf) -> Writer {
         let (ops, mut rx) = tokio::sync::mpsc::channel::<Op>(4);
         let thread = tokio::task::spawn_blocking(move || {
-            let err = |source| MirrorError::DuckDb {
+            let err = |message| MirrorError::DuckDb {
                 path: path.clone(),
-                source,
+                message,
             };
             while let Some(op) = rx.blocking_recv() {
-                match op {
-                    Op::Sql(sql) => conn.execute_batch(&sql).map_err(err)?,
-                    Op::Append(table, batch) => {
-                        let mut app = conn.appender(&table).map_err(err)?;
-                        app.append_record_batch(batch).map_err(err)?;
-                        app.flush().map_err(err)?;
+                let t = std::time::Instant::now();
+                let what = match op {
+                    Op::Sql(sql) => {
+                        conn.execute(&sql).map_err(err)?;
+                        sql
                     }
-                    Op::Keys(keys) => {
-                        conn.execute_batch("DELETE FROM _finq_keys").map_err(err)?;
-                        let mut app = conn.appender("_finq_keys").map_err(err)?;
-                        for k in &keys {
-                            app.append_row([k]).map_err(err)?;
-                        }
-                        app.flush().map_err(err)?;
+                    Op::Ingest(into, reader) => {
+                        conn.ingest(&into, reader).map_err(err)?;
+                        into
                     }
-                }
+                };
+                let statement: String = what.trim().chars().take(60).collect();
+                tracing::debug!(ms = t.elapsed().as_millis() as u64, statement, "duckdb");
             }
+            let t = std::time::Instant::now();
+            drop(conn);
+            tracing::debug!(ms = t.elapsed().as_millis() as u64, "duckdb closed");
             Ok(())
         });
         Writer { ops, thread }
@@ -531,16 +551,33 @@ impl Writer {
         self.send(Op::Sql(sql)).await
     }
 
-    /// Whether the writer is still taking operations.
-    async fn append(&self, table: &str, batch: RecordBatch) -> bool {
-        self.ops
-            .send(Op::Append(table.to_string(), batch))
-            .await
-            .is_ok()
+    /// Start `{into} SELECT * FROM <batches>` (see [`DuckWriter::ingest`]) over the batches
+    /// sent to the returned queue, until it is dropped. A send fails once the statement
+    /// has stopped on an error.
+    async fn ingest(
+        &self,
+        into: &str,
+        schema: SchemaRef,
+    ) -> tokio::sync::mpsc::Sender<RecordBatch> {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let reader = QueueReader { schema, rx };
+        self.send(Op::Ingest(into.to_string(), Box::new(reader)))
+            .await;
+        tx
     }
 
-    async fn keys(&self, keys: Vec<String>) {
-        self.send(Op::Keys(keys)).await
+    /// Stage the keys of a change kind as the one-column (`key`) table `keys_<kind>` of the
+    /// staging database.
+    async fn keys(&self, kind: &str, keys: Vec<String>) {
+        let schema = Arc::new(Schema::new(vec![Field::new("key", DataType::Utf8, false)]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(keys))])
+            .expect("one string column matches its schema");
+        let reader = RecordBatchIterator::new([Ok(batch)], schema);
+        self.send(Op::Ingest(
+            format!("CREATE TABLE {STAGE}.keys_{kind} AS"),
+            Box::new(reader),
+        ))
+        .await;
     }
 
     /// Wait for every operation; the DuckDB connection closes (and checkpoints) here.
@@ -552,38 +589,48 @@ impl Writer {
     }
 }
 
-/// A read-write connection that never reaches for the network. Its memory is bounded: a
-/// write streams, and DuckDB writes out what does not fit.
-fn open_rw(path: &Path) -> Result<Connection, duckdb::Error> {
-    let config = duckdb::Config::default()
-        .enable_autoload_extension(false)?
-        .with("autoinstall_known_extensions", "false")?
-        .max_memory("192MB")?;
-    Connection::open_with_flags(path, config)
+/// The batches of one insert, as DuckDB pulls them: blocks (on DuckDB's thread) until the
+/// next batch is queued; ends when the sender is dropped.
+struct QueueReader {
+    schema: SchemaRef,
+    rx: tokio::sync::mpsc::Receiver<RecordBatch>,
 }
 
-fn inspect(path: &Path) -> Result<OnDisk, duckdb::Error> {
+impl Iterator for QueueReader {
+    type Item = Result<RecordBatch, ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.rx.blocking_recv().map(Ok)
+    }
+}
+
+impl RecordBatchReader for QueueReader {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+}
+
+fn inspect(path: &Path) -> Result<OnDisk, String> {
     if !path.exists() {
         return Ok(OnDisk::Missing);
     }
     if crate::query::read_in_this_process(path) {
         return Ok(OnDisk::Locked);
     }
-    let conn = match open_rw(path) {
+    let conn = match DuckWriter::open(path, Threads::Default) {
         Ok(c) => c,
-        Err(e) if e.to_string().contains("lock") => return Ok(OnDisk::Locked),
+        Err(e) if e.contains("lock") => return Ok(OnDisk::Locked),
         Err(e) => {
             return Ok(OnDisk::Outdated(format!(
                 "the file could not be opened ({e})"
             )));
         }
     };
-    let meta: Result<Vec<(String, String)>, duckdb::Error> = conn
-        .prepare(&format!("SELECT key, value FROM {META_TABLE}"))
-        .and_then(|mut s| {
-            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<Vec<_>, _>>()
-        });
+    let meta: Result<Vec<(String, String)>, duckdb::Error> = conn.reader().and_then(|r| {
+        let mut s = r.prepare(&format!("SELECT key, value FROM {META_TABLE}"))?;
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()
+    });
     let Ok(meta) = meta else {
         return Ok(OnDisk::Outdated("the file has no finq bookkeeping".into()));
     };
@@ -610,6 +657,26 @@ fn wal_of(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".wal");
     PathBuf::from(s)
+}
+
+/// Remove `<mirror>.tmp-*` files (and their WALs) left by interrupted full builds.
+fn remove_stale_builds(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!("{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    }) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn remove_db_files(path: &Path) -> Result<(), MirrorError> {
@@ -644,5 +711,36 @@ impl finq_core::pipeline::Sink for DuckMirror {
         ctx.progress
             .update(self.name(), "updating the DuckDB mirror");
         Ok(DuckMirror::write(self, &ctx.pool).await?.counts())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_build_files_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let mirror = dir.path().join("finq.duckdb");
+        let names = [
+            "finq.duckdb",
+            "finq.duckdb.wal",
+            "finq.duckdb.tmp-123",
+            "finq.duckdb.tmp-123.wal",
+            "other.duckdb.tmp-7",
+        ];
+        for n in names {
+            std::fs::write(dir.path().join(n), b"x").unwrap();
+        }
+        remove_stale_builds(&mirror);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["finq.duckdb", "finq.duckdb.wal", "other.duckdb.tmp-7"]
+        );
     }
 }
