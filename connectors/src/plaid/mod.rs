@@ -7,5 +7,6 @@ pub mod link;
 pub mod source;
 pub mod sync;
 pub mod types;
+pub mod webhook;
 
 pub use client::{PlaidApiError, PlaidClient};

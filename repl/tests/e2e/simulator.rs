@@ -7,6 +7,7 @@ use axum::body::Bytes;
 use axum::http::HeaderMap;
 use finq_connectors::plaid::PlaidClient;
 use finq_connectors::plaid::sync::{SyncError, SyncSettings, sync_item};
+use finq_connectors::plaid::webhook::{VerifyError, WebhookVerifier};
 use finq_connectors::sim::{Faults, SimConfig, Simulator};
 use finq_e2e::{SimBank, plaid_post as post, sandbox_item};
 use serde_json::{Value, json};
@@ -479,4 +480,31 @@ async fn webhooks_are_signed_as_plaid_signs_them() {
         (status, e["error_code"].as_str()),
         (400, Some("INVALID_WEBHOOK_VERIFICATION_KEY_ID"))
     );
+
+    // finq's verifier accepts them, fetching the key from the simulator's endpoint, and
+    // refuses them altered.
+    let verifier = WebhookVerifier::new(PlaidClient::new(
+        &base,
+        "finq",
+        secrecy::SecretString::from("sim-secret"),
+    ));
+    let received = got.lock().unwrap().clone();
+    for (headers, body) in &received {
+        let jwt = headers["plaid-verification"].to_str().unwrap();
+        verifier.verify(Some(jwt), body).await.unwrap();
+        let mut altered = body.to_vec();
+        altered.extend_from_slice(b" ");
+        let e = verifier.verify(Some(jwt), &altered).await.unwrap_err();
+        assert!(matches!(e, VerifyError::BodyMismatch), "{e}");
+    }
+    // A token under a kid the simulator never issued.
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (headers, body) = &received[0];
+    let jwt = headers["plaid-verification"].to_str().unwrap();
+    let rest = jwt.split_once('.').unwrap().1;
+    let forged = format!("{}.{rest}", b64.encode(r#"{"alg":"ES256","kid":"nope"}"#));
+    let e = verifier.verify(Some(&forged), body).await.unwrap_err();
+    assert!(matches!(e, VerifyError::UnknownKey(_)), "{e}");
+    server.stop().await;
 }

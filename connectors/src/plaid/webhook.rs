@@ -1,0 +1,515 @@
+//! Verifying a Plaid webhook, exactly as Plaid prescribes (`PLAID-API.md` §6):
+//!
+//! 1. The `Plaid-Verification` header is a compact JWT whose header must say
+//!    `alg: ES256`; anything else is refused before any key is looked at. Keys named in the
+//!    token (`jwk`, `jku`, `x5u`) are never used: only `kid`.
+//! 2. The key comes from `/webhook_verification_key/get` by `kid`, is cached, and is
+//!    fetched again for an unknown `kid` (at most once a minute per `kid`, so a flood of
+//!    forged tokens cannot turn into a flood of calls to Plaid). A key is not used past its
+//!    `expired_at`; a cached key is refreshed after an hour, so an expiry set by Plaid's
+//!    key rotation is seen.
+//! 3. The signature is checked (ECDSA P-256, SHA-256), then `iat`: no older than five
+//!    minutes (and not from the future, beyond a minute of clock skew).
+//! 4. The SHA-256 of the exact body bytes, in lowercase hex, is compared in constant time
+//!    with the token's `request_body_sha256`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::client::{PlaidApiError, PlaidClient};
+
+/// The oldest webhook accepted, by its `iat`.
+pub const MAX_AGE_SECS: i64 = 5 * 60;
+/// How far in the future an `iat` may be (clock skew).
+const MAX_SKEW_SECS: i64 = 60;
+/// How often an unknown `kid` may be looked up.
+const LOOKUP_EVERY: Duration = Duration::from_secs(60);
+/// How long a fetched key is used before it is fetched again.
+const REFRESH_AFTER: Duration = Duration::from_secs(3600);
+
+/// Plaid's webhook verification key (a JWK).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jwk {
+    pub alg: String,
+    pub crv: String,
+    pub kid: String,
+    pub kty: String,
+    #[serde(rename = "use")]
+    pub use_: String,
+    pub x: String,
+    pub y: String,
+    pub created_at: i64,
+    pub expired_at: Option<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the request has no Plaid-Verification header")]
+    MissingHeader,
+    #[error("the Plaid-Verification header is not a JWT: {0}")]
+    Malformed(String),
+    #[error("the webhook's token is signed with {0:?}, not ES256")]
+    Algorithm(String),
+    #[error("Plaid does not know the webhook's verification key {0}")]
+    UnknownKey(String),
+    #[error("the verification key {0} was looked up less than a minute ago and not found")]
+    Throttled(String),
+    #[error("fetching the verification key {kid} from Plaid failed: {message}")]
+    KeyFetch { kid: String, message: String },
+    #[error("the verification key {0} is not a P-256 ES256 signing key")]
+    BadKey(String),
+    #[error("the verification key {0} has expired")]
+    KeyExpired(String),
+    #[error("the webhook's signature does not match Plaid's key")]
+    Signature,
+    #[error("the webhook was signed {0} s ago, more than five minutes")]
+    Stale(i64),
+    #[error("the webhook claims to be signed {0} s in the future")]
+    FromTheFuture(i64),
+    #[error("the body's SHA-256 is not the one Plaid signed")]
+    BodyMismatch,
+}
+
+impl VerifyError {
+    /// Failures of finq's own (fetching the key), not of the webhook: worth a retry by
+    /// Plaid rather than a refusal.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, VerifyError::KeyFetch { .. })
+    }
+}
+
+/// Where verification keys come from: `/webhook_verification_key/get` of a Plaid
+/// environment. `Ok(None)` when the environment does not know the `kid`.
+pub trait KeySource: Send + Sync {
+    fn fetch(&self, kid: &str) -> impl Future<Output = Result<Option<Jwk>, String>> + Send;
+}
+
+impl KeySource for PlaidClient {
+    async fn fetch(&self, kid: &str) -> Result<Option<Jwk>, String> {
+        #[derive(Serialize)]
+        struct Request<'a> {
+            key_id: &'a str,
+        }
+        #[derive(Deserialize)]
+        struct Response {
+            key: Jwk,
+        }
+        let r: Result<Response, PlaidApiError> = self
+            .call("/webhook_verification_key/get", &Request { key_id: kid })
+            .await;
+        match r {
+            Ok(r) => Ok(Some(r.key)),
+            Err(e) if e.code() == Some("INVALID_WEBHOOK_VERIFICATION_KEY_ID") => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// Several environments (keys are per environment): the first that knows the `kid`.
+impl<S: KeySource> KeySource for Vec<S> {
+    async fn fetch(&self, kid: &str) -> Result<Option<Jwk>, String> {
+        let mut first_error = None;
+        for source in self {
+            match source.fetch(kid).await {
+                Ok(Some(key)) => return Ok(Some(key)),
+                Ok(None) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(None),
+        }
+    }
+}
+
+struct Cached {
+    key: Jwk,
+    fetched: Instant,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    iat: i64,
+    request_body_sha256: String,
+}
+
+/// Verifies webhooks against the keys of `S`, caching them.
+pub struct WebhookVerifier<S> {
+    source: S,
+    keys: tokio::sync::Mutex<HashMap<String, Cached>>,
+    /// When each `kid` not found was last looked up.
+    missing: std::sync::Mutex<HashMap<String, Instant>>,
+}
+
+impl<S: KeySource> WebhookVerifier<S> {
+    pub fn new(source: S) -> Self {
+        WebhookVerifier {
+            source,
+            keys: tokio::sync::Mutex::new(HashMap::new()),
+            missing: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Verify a webhook: its `Plaid-Verification` header and its exact body bytes.
+    pub async fn verify(&self, header: Option<&str>, body: &[u8]) -> Result<(), VerifyError> {
+        self.verify_at(header, body, chrono::Utc::now().timestamp())
+            .await
+    }
+
+    /// [`WebhookVerifier::verify`] with the current time given (Unix seconds).
+    pub async fn verify_at(
+        &self,
+        header: Option<&str>,
+        body: &[u8],
+        now: i64,
+    ) -> Result<(), VerifyError> {
+        let token = header.ok_or(VerifyError::MissingHeader)?.trim();
+        let kid = key_id(token)?;
+        let key = self.key(&kid).await?;
+        if key.expired_at.is_some_and(|t| t <= now) {
+            return Err(VerifyError::KeyExpired(kid));
+        }
+        let decoding = DecodingKey::from_ec_components(&key.x, &key.y)
+            .map_err(|_| VerifyError::BadKey(kid.clone()))?;
+        let mut validation = Validation::new(Algorithm::ES256);
+        // `iat` is checked below; Plaid's tokens carry no `exp`, `aud` or `iss`.
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        let claims = jsonwebtoken::decode::<Claims>(token, &decoding, &validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => VerifyError::Signature,
+                _ => VerifyError::Malformed(e.to_string()),
+            })?
+            .claims;
+        let age = now - claims.iat;
+        if age > MAX_AGE_SECS {
+            return Err(VerifyError::Stale(age));
+        }
+        if age < -MAX_SKEW_SECS {
+            return Err(VerifyError::FromTheFuture(-age));
+        }
+        let digest = Sha256::digest(body);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        if !bool::from(hex.as_bytes().ct_eq(claims.request_body_sha256.as_bytes())) {
+            return Err(VerifyError::BodyMismatch);
+        }
+        Ok(())
+    }
+
+    /// The key for `kid`: cached, or fetched (and checked to be an ES256 P-256 key).
+    async fn key(&self, kid: &str) -> Result<Jwk, VerifyError> {
+        let mut keys = self.keys.lock().await;
+        if let Some(c) = keys.get(kid)
+            && c.fetched.elapsed() < REFRESH_AFTER
+        {
+            return Ok(c.key.clone());
+        }
+        {
+            let missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
+            if missing.get(kid).is_some_and(|t| t.elapsed() < LOOKUP_EVERY) {
+                return Err(VerifyError::Throttled(kid.to_string()));
+            }
+        }
+        let fetched = match self.source.fetch(kid).await {
+            Ok(k) => k,
+            // A refresh that fails leaves the cached key in use.
+            Err(message) => {
+                return match keys.get(kid) {
+                    Some(c) => Ok(c.key.clone()),
+                    None => Err(VerifyError::KeyFetch {
+                        kid: kid.to_string(),
+                        message,
+                    }),
+                };
+            }
+        };
+        let Some(key) = fetched else {
+            keys.remove(kid);
+            self.missing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(kid.to_string(), Instant::now());
+            return Err(VerifyError::UnknownKey(kid.to_string()));
+        };
+        if key.kid != kid || key.kty != "EC" || key.crv != "P-256" || key.alg != "ES256" {
+            return Err(VerifyError::BadKey(kid.to_string()));
+        }
+        keys.insert(
+            kid.to_string(),
+            Cached {
+                key: key.clone(),
+                fetched: Instant::now(),
+            },
+        );
+        Ok(key)
+    }
+}
+
+/// The `kid` of a token whose header says `alg: ES256`; the header is read without
+/// trusting anything else in it.
+fn key_id(token: &str) -> Result<String, VerifyError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(VerifyError::Malformed(
+            "not three dot-separated parts".into(),
+        ));
+    };
+    let bytes = B64URL
+        .decode(header)
+        .map_err(|_| VerifyError::Malformed("the header is not base64url".into()))?;
+    let header: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|_| VerifyError::Malformed("the header is not JSON".into()))?;
+    match header.get("alg").and_then(|a| a.as_str()) {
+        Some("ES256") => {}
+        Some(other) => return Err(VerifyError::Algorithm(other.to_string())),
+        None => return Err(VerifyError::Algorithm(String::new())),
+    }
+    header
+        .get("kid")
+        .and_then(|k| k.as_str())
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| VerifyError::Malformed("the header has no kid".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+    use p256::ecdsa::SigningKey;
+    use p256::pkcs8::EncodePrivateKey;
+    use rand_chacha::ChaCha8Rng;
+    use rand_chacha::rand_core::SeedableRng;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const NOW: i64 = 1_800_000_000;
+    const BODY: &[u8] = b"{\n  \"webhook_code\": \"SYNC_UPDATES_AVAILABLE\"\n}";
+
+    struct Key {
+        encoding: EncodingKey,
+        jwk: Jwk,
+    }
+
+    fn key(seed: u64, kid: &str) -> Key {
+        let signing = SigningKey::random(&mut ChaCha8Rng::seed_from_u64(seed));
+        let der = signing.to_pkcs8_der().unwrap();
+        let point = signing.verifying_key().to_encoded_point(false);
+        Key {
+            encoding: EncodingKey::from_ec_der(der.as_bytes()),
+            jwk: Jwk {
+                alg: "ES256".into(),
+                crv: "P-256".into(),
+                kid: kid.into(),
+                kty: "EC".into(),
+                use_: "sig".into(),
+                x: B64URL.encode(point.x().unwrap()),
+                y: B64URL.encode(point.y().unwrap()),
+                created_at: NOW - 1000,
+                expired_at: None,
+            },
+        }
+    }
+
+    fn sha256_hex(body: &[u8]) -> String {
+        Sha256::digest(body)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn token(key: &Key, iat: i64, body: &[u8]) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(key.jwk.kid.clone());
+        let claims = serde_json::json!({ "iat": iat, "request_body_sha256": sha256_hex(body) });
+        jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap()
+    }
+
+    /// Keys by kid, counting lookups.
+    #[derive(Default)]
+    struct Keys {
+        keys: Vec<Jwk>,
+        lookups: AtomicUsize,
+        down: bool,
+    }
+
+    impl KeySource for Keys {
+        async fn fetch(&self, kid: &str) -> Result<Option<Jwk>, String> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            if self.down {
+                return Err("connection refused".into());
+            }
+            Ok(self.keys.iter().find(|k| k.kid == kid).cloned())
+        }
+    }
+
+    fn verifier(keys: Vec<Jwk>) -> WebhookVerifier<Keys> {
+        WebhookVerifier::new(Keys {
+            keys,
+            ..Default::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_webhook_signed_by_plaid_passes_and_its_key_is_cached() {
+        let k = key(1, "kid-1");
+        let v = verifier(vec![k.jwk.clone()]);
+        for _ in 0..3 {
+            v.verify_at(Some(&token(&k, NOW - 10, BODY)), BODY, NOW)
+                .await
+                .unwrap();
+        }
+        assert_eq!(v.source.lookups.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn other_algorithms_are_refused_before_any_key_is_looked_at() {
+        let k = key(1, "kid-1");
+        let v = verifier(vec![k.jwk.clone()]);
+        let claims = serde_json::json!({ "iat": NOW, "request_body_sha256": sha256_hex(BODY) });
+        let mut hs = Header::new(Algorithm::HS256);
+        hs.kid = Some("kid-1".into());
+        let hs256 =
+            jsonwebtoken::encode(&hs, &claims, &EncodingKey::from_secret(b"guess")).unwrap();
+        let none = format!(
+            "{}.{}.",
+            B64URL.encode(r#"{"alg":"none","kid":"kid-1"}"#),
+            B64URL.encode(claims.to_string())
+        );
+        // A key carried in the token itself is not used either.
+        let embedded = format!(
+            "{}.{}.sig",
+            B64URL.encode(
+                serde_json::json!({"alg": "RS256", "kid": "kid-1", "jwk": k.jwk}).to_string()
+            ),
+            B64URL.encode(claims.to_string())
+        );
+        for t in [hs256, none, embedded] {
+            let e = v.verify_at(Some(&t), BODY, NOW).await.unwrap_err();
+            assert!(matches!(e, VerifyError::Algorithm(_)), "{e}");
+        }
+        assert_eq!(v.source.lookups.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn forged_stale_and_altered_webhooks_are_refused() {
+        let k = key(1, "kid-1");
+        let v = verifier(vec![k.jwk.clone()]);
+        // Signed by someone else under Plaid's kid.
+        let forger = key(2, "kid-1");
+        let e = v
+            .verify_at(Some(&token(&forger, NOW, BODY)), BODY, NOW)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, VerifyError::Signature), "{e}");
+        // Too old, and from the future.
+        let e = v
+            .verify_at(Some(&token(&k, NOW - 301, BODY)), BODY, NOW)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, VerifyError::Stale(301)), "{e}");
+        v.verify_at(Some(&token(&k, NOW - 300, BODY)), BODY, NOW)
+            .await
+            .unwrap();
+        let e = v
+            .verify_at(Some(&token(&k, NOW + 120, BODY)), BODY, NOW)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, VerifyError::FromTheFuture(120)), "{e}");
+        // The body changed, even by whitespace (Plaid hashes the exact bytes).
+        let reindented = b"{\n    \"webhook_code\": \"SYNC_UPDATES_AVAILABLE\"\n}";
+        let e = v
+            .verify_at(Some(&token(&k, NOW, BODY)), reindented, NOW)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, VerifyError::BodyMismatch), "{e}");
+        // No header, or not a token.
+        let e = v.verify_at(None, BODY, NOW).await.unwrap_err();
+        assert!(matches!(e, VerifyError::MissingHeader));
+        for junk in ["", "abc", "a.b", "a.b.c.d", "!!.x.y"] {
+            let e = v.verify_at(Some(junk), BODY, NOW).await.unwrap_err();
+            assert!(matches!(e, VerifyError::Malformed(_)), "{junk}: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_keys_are_looked_up_at_most_once_a_minute() {
+        let k = key(1, "kid-1");
+        let stranger = key(3, "kid-unknown");
+        let v = verifier(vec![k.jwk.clone()]);
+        let t = token(&stranger, NOW, BODY);
+        let e = v.verify_at(Some(&t), BODY, NOW).await.unwrap_err();
+        assert!(matches!(e, VerifyError::UnknownKey(_)), "{e}");
+        for _ in 0..5 {
+            let e = v.verify_at(Some(&t), BODY, NOW).await.unwrap_err();
+            assert!(matches!(e, VerifyError::Throttled(_)), "{e}");
+        }
+        assert_eq!(v.source.lookups.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn expired_keys_and_unreachable_plaid() {
+        let mut k = key(1, "kid-1");
+        k.jwk.expired_at = Some(NOW - 1);
+        let v = verifier(vec![k.jwk.clone()]);
+        let e = v
+            .verify_at(Some(&token(&k, NOW, BODY)), BODY, NOW)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, VerifyError::KeyExpired(_)), "{e}");
+        // A key that expires later is good until then.
+        k.jwk.expired_at = Some(NOW + 60);
+        let v = verifier(vec![k.jwk.clone()]);
+        v.verify_at(Some(&token(&k, NOW, BODY)), BODY, NOW)
+            .await
+            .unwrap();
+        // Plaid unreachable: a transient failure, not a refusal.
+        let down = WebhookVerifier::new(Keys {
+            down: true,
+            ..Default::default()
+        });
+        let e = down
+            .verify_at(Some(&token(&k, NOW, BODY)), BODY, NOW)
+            .await
+            .unwrap_err();
+        assert!(e.is_transient(), "{e}");
+        // A key that is not ES256 on P-256 is not used.
+        let mut odd = key(4, "kid-odd");
+        odd.jwk.crv = "P-384".into();
+        let v = verifier(vec![odd.jwk.clone()]);
+        let e = v
+            .verify_at(Some(&token(&odd, NOW, BODY)), BODY, NOW)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, VerifyError::BadKey(_)), "{e}");
+    }
+
+    #[tokio::test]
+    async fn several_environments_are_asked_in_turn() {
+        let k = key(1, "kid-2");
+        let both = vec![
+            Keys::default(),
+            Keys {
+                keys: vec![k.jwk.clone()],
+                ..Default::default()
+            },
+        ];
+        let v = WebhookVerifier::new(both);
+        v.verify_at(Some(&token(&k, NOW, BODY)), BODY, NOW)
+            .await
+            .unwrap();
+    }
+}
