@@ -1,5 +1,7 @@
-//! `finq serve`: Plaid webhooks in, syncs out. `SYNC_UPDATES_AVAILABLE` for a known item runs
-//! the pipeline for that item in the background (one at a time) and answers 200 at once, as
+//! `finq serve`: Plaid webhooks in, syncs out. Every webhook is verified first, as Plaid
+//! prescribes (`finq_connectors::plaid::webhook`); a refused one gets a 4xx, is logged
+//! with the reason, and changes nothing. `SYNC_UPDATES_AVAILABLE` for a known item runs the
+//! pipeline for that item in the background (one at a time) and answers 200 at once, as
 //! Plaid expects an answer within 10 seconds.
 
 use std::net::SocketAddr;
@@ -7,31 +9,41 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::app::App;
 use finq_connectors::plaid::items;
+use finq_connectors::plaid::webhook::{ItemEnvironments, WebhookVerifier};
 use finq_core::pipeline::Stages;
 
 use crate::pipeline;
 
+/// Plaid's webhooks are small; anything larger is refused unread.
+const MAX_WEBHOOK_BYTES: usize = 64 * 1024;
+
 struct ServerState {
     app: App,
+    verifier: WebhookVerifier<ItemEnvironments>,
     /// Webhook-triggered runs go one at a time.
     running: tokio::sync::Mutex<()>,
 }
 
 pub fn router(app: App) -> Router {
+    let verifier = WebhookVerifier::new(ItemEnvironments::new(app.pool.clone(), &app.settings));
     let state = Arc::new(ServerState {
         app,
+        verifier,
         running: tokio::sync::Mutex::new(()),
     });
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/plaid/webhook", post(webhook))
+        .route(
+            "/plaid/webhook",
+            post(webhook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
+        )
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -106,8 +118,27 @@ async fn item_webhook(
 
 async fn webhook(
     State(state): State<Arc<ServerState>>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> (StatusCode, axum::Json<Value>) {
+    let token = headers
+        .get("plaid-verification")
+        .and_then(|v| v.to_str().ok());
+    if let Err(e) = state.verifier.verify(token, &body).await {
+        if e.is_transient() {
+            tracing::error!(reason = %e, "webhook not verified: its key could not be fetched");
+            // Not a refusal: Plaid retries.
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({ "error": "the verification key is unavailable" })),
+            );
+        }
+        tracing::warn!(reason = %e, "webhook refused");
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({ "error": "webhook not verified" })),
+        );
+    }
     let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
         return (
             StatusCode::BAD_REQUEST,
@@ -207,12 +238,12 @@ mod tests {
 
         // Each request goes through the router as the server would route it.
         let app = router(app);
-        let call = |method: &str, uri: &str, body: String| {
-            let request = axum::http::Request::builder()
-                .method(method)
-                .uri(uri)
-                .body(axum::body::Body::from(body))
-                .unwrap();
+        let call = |method: &str, uri: &str, body: String, token: Option<String>| {
+            let mut request = axum::http::Request::builder().method(method).uri(uri);
+            if let Some(t) = token {
+                request = request.header("Plaid-Verification", t);
+            }
+            let request = request.body(axum::body::Body::from(body)).unwrap();
             let app = app.clone();
             async move {
                 let response = app.oneshot(request).await.unwrap();
@@ -226,36 +257,61 @@ mod tests {
                 )
             }
         };
+        let rows = || async {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM unified_transactions")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        };
 
-        let (status, health) = call("GET", "/healthz", String::new()).await;
+        let (status, health) = call("GET", "/healthz", String::new(), None).await;
         assert_eq!(status, 200);
         assert_eq!(health["status"], "ok");
-        let (status, _) = call("POST", "/plaid/webhook", "not json".into()).await;
-        assert_eq!(status, 400);
-        let (_, other) = call(
-            "POST",
-            "/plaid/webhook",
-            json!({ "webhook_type": "ITEM", "webhook_code": "WEBHOOK_UPDATE_ACKNOWLEDGED", "item_id": item }).to_string(),
-        )
-        .await;
-        assert_eq!(other["status"], "ignored");
 
-        let body = json!({ "webhook_type": "TRANSACTIONS", "webhook_code": "SYNC_UPDATES_AVAILABLE", "item_id": item,
+        // Refused, and nothing happens: no signature, a signature over another body, a
+        // forged token, a body over 64 KiB, another method.
+        let sync = json!({ "webhook_type": "TRANSACTIONS", "webhook_code": "SYNC_UPDATES_AVAILABLE", "item_id": item,
                            "initial_update_complete": true, "historical_update_complete": true, "environment": "sandbox" });
-        let (status, started) = call(
+        let (body, token) = sim.sign_webhook(&sync);
+        let (status, _) = call("POST", "/plaid/webhook", body.clone(), None).await;
+        assert_eq!(status, 401);
+        let (status, _) = call("POST", "/plaid/webhook", "not json".into(), None).await;
+        assert_eq!(status, 401);
+        let reindented = serde_json::to_string(&sync).unwrap();
+        let (status, _) = call("POST", "/plaid/webhook", reindented, Some(token.clone())).await;
+        assert_eq!(status, 401);
+        let (status, _) = call(
             "POST",
             "/plaid/webhook",
-            serde_json::to_string_pretty(&body).unwrap(),
+            body.clone(),
+            Some("eyJhbGciOiJub25lIn0.e30.".into()),
         )
         .await;
+        assert_eq!(status, 401);
+        let (status, _) = call(
+            "POST",
+            "/plaid/webhook",
+            " ".repeat(MAX_WEBHOOK_BYTES + 1),
+            Some(token.clone()),
+        )
+        .await;
+        assert_eq!(status, 413);
+        let (status, _) = call("GET", "/plaid/webhook", String::new(), None).await;
+        assert_eq!(status, 405);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(rows().await, 0, "a refused webhook started a sync");
+
+        // Signed by the simulator, as Plaid signs: verified and acted on.
+        let ack = json!({ "webhook_type": "ITEM", "webhook_code": "WEBHOOK_UPDATE_ACKNOWLEDGED", "item_id": item });
+        let (ack_body, ack_token) = sim.sign_webhook(&ack);
+        let (_, other) = call("POST", "/plaid/webhook", ack_body, Some(ack_token)).await;
+        assert_eq!(other["status"], "ignored");
+        let (status, started) = call("POST", "/plaid/webhook", body, Some(token)).await;
         assert_eq!(status, 200);
         assert_eq!(started["status"], "sync_started");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
-            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM unified_transactions")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+            let n = rows().await;
             if n == 120 && dir.path().join("finq.duckdb").exists() {
                 break;
             }

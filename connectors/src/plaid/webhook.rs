@@ -133,6 +133,47 @@ impl<S: KeySource> KeySource for Vec<S> {
     }
 }
 
+/// The verification keys of the Plaid environments finq's items live in (keys are per
+/// environment): each environment is asked through the client of one of its items.
+pub struct ItemEnvironments {
+    pool: sqlx::PgPool,
+    connections: tokio::sync::Mutex<super::connect::Connections>,
+}
+
+impl ItemEnvironments {
+    pub fn new(pool: sqlx::PgPool, settings: &finq_core::config::Settings) -> Self {
+        ItemEnvironments {
+            pool,
+            connections: tokio::sync::Mutex::new(super::connect::Connections::new(settings)),
+        }
+    }
+
+    /// Stop the in-process simulator, if a key lookup started one.
+    pub async fn stop(self) {
+        self.connections.into_inner().stop().await
+    }
+}
+
+impl KeySource for ItemEnvironments {
+    async fn fetch(&self, kid: &str) -> Result<Option<Jwk>, String> {
+        let items = super::items::list(&self.pool)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut seen = std::collections::HashSet::new();
+        let mut clients = Vec::new();
+        let mut connections = self.connections.lock().await;
+        for item in items.iter().filter(|i| seen.insert(i.environment.clone())) {
+            clients.push(
+                connections
+                    .client_for(item)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        clients.fetch(kid).await
+    }
+}
+
 struct Cached {
     key: Jwk,
     fetched: Instant,

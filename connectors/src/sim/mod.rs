@@ -207,8 +207,14 @@ impl Simulator {
 
     /// Sign and send a webhook (in the background).
     pub fn send_webhook(&self, url: String, payload: serde_json::Value) {
-        let (body, jwt) = self.lock().signer.sign(&payload);
+        let (body, jwt) = self.sign_webhook(&payload);
         webhooks::deliver(url, body, jwt);
+    }
+
+    /// A webhook as this simulator would send it: the exact body and its
+    /// `Plaid-Verification` header value.
+    pub fn sign_webhook(&self, payload: &serde_json::Value) -> (String, String) {
+        self.lock().signer.sign(payload)
     }
 
     /// Fire `SYNC_UPDATES_AVAILABLE` for items whose data changed, as Plaid does once
