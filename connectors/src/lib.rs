@@ -13,7 +13,8 @@
 //!     cursor applied in one Postgres transaction, under a per-item advisory lock.
 //!   - [`plaid::source`]: Plaid as a pipeline [`Source`](finq_core::pipeline::Source).
 //!   - [`plaid::webhook`]: verifying a webhook's `Plaid-Verification` token and body as
-//!     Plaid prescribes, with the verification keys cached by `kid`.
+//!     Plaid prescribes, with the verification keys cached by `kid`; the store of
+//!     verified webhooks (`webhook_events`).
 //! - `sim` (cargo feature `simulator`, on by default): the offline Plaid simulator: the same
 //!   HTTP API, deterministic generated data. Without it the crate is the Plaid client alone.
 //!

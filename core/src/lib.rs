@@ -5,11 +5,13 @@
 //! - [`local_pg`]: finq's private PostgreSQL cluster under the data directory, used when
 //!   `DATABASE_URL` is unset.
 //! - [`db`]: connecting to PostgreSQL (either kind) and running the migrations ([`MIGRATOR`]).
+//! - [`jobs`]: a work queue in PostgreSQL (`FOR UPDATE SKIP LOCKED`, leases, backoff).
 //! - [`pipeline`]: the `Source` / `Transform` / `Sink` traits and the one runner every
 //!   caller uses: sources → derive (transforms, consuming `change_log`) → sinks.
 
 pub mod config;
 pub mod db;
+pub mod jobs;
 pub mod local_pg;
 pub mod pipeline;
 pub mod vault;

@@ -1,11 +1,16 @@
-//! `finq serve`: Plaid webhooks in, syncs out. Every webhook is verified first, as Plaid
-//! prescribes (`finq_connectors::plaid::webhook`); a refused one gets a 4xx, is logged
-//! with the reason, and changes nothing. `SYNC_UPDATES_AVAILABLE` for a known item runs the
-//! pipeline for that item in the background (one at a time) and answers 200 at once, as
-//! Plaid expects an answer within 10 seconds.
+//! `finq serve`: Plaid webhooks in, syncs out.
+//!
+//! Every webhook is verified first, as Plaid prescribes (`finq_connectors::plaid::webhook`);
+//! a refused one gets a 4xx, is logged with the reason, and changes nothing. A verified one
+//! is stored (`webhook_events`) and, when it calls for a sync, turned into a job of the
+//! PostgreSQL queue (`finq_core::jobs`) in the same transaction; the answer follows the
+//! commit. Item health (`ERROR`, `PENDING_EXPIRATION`, …) is recorded on the item at once.
+//! One worker runs the queued syncs through the pipeline; a job still running when the
+//! server is killed is taken again once its lease passes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::Router;
@@ -16,51 +21,131 @@ use serde_json::{Value, json};
 
 use crate::app::App;
 use finq_connectors::plaid::items;
-use finq_connectors::plaid::webhook::{ItemEnvironments, WebhookVerifier};
+use finq_connectors::plaid::webhook::{ItemEnvironments, WebhookVerifier, record_event};
+use finq_core::jobs;
 use finq_core::pipeline::Stages;
 
 use crate::pipeline;
 
 /// Plaid's webhooks are small; anything larger is refused unread.
 const MAX_WEBHOOK_BYTES: usize = 64 * 1024;
+/// How often the worker looks for jobs that became due (retries) without being woken.
+const POLL: Duration = Duration::from_secs(5);
+/// The queue's kind of job for syncing one item.
+const SYNC_JOB: &str = "sync";
 
 struct ServerState {
     app: App,
     verifier: WebhookVerifier<ItemEnvironments>,
-    /// Webhook-triggered runs go one at a time.
-    running: tokio::sync::Mutex<()>,
+    /// Wakes the worker when a job is queued.
+    wake: tokio::sync::Notify,
 }
 
-pub fn router(app: App) -> Router {
+/// The queue's worker; [`Worker::shutdown`] lets the running job finish.
+pub struct Worker {
+    stop: tokio::sync::watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Worker {
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.handle.await;
+    }
+}
+
+/// The routes, and the worker that runs the jobs they queue.
+pub fn router(app: App) -> (Router, Worker) {
     let verifier = WebhookVerifier::new(ItemEnvironments::new(app.pool.clone(), &app.settings));
     let state = Arc::new(ServerState {
         app,
         verifier,
-        running: tokio::sync::Mutex::new(()),
+        wake: tokio::sync::Notify::new(),
     });
-    Router::new()
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let handle = tokio::spawn(work(state.clone(), stopped));
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route(
             "/plaid/webhook",
             post(webhook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
         )
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state);
+    (router, Worker { stop, handle })
 }
 
 pub async fn serve(app: App, addr: SocketAddr) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    let router = router(app);
+    let (router, worker) = router(app);
     eprintln!("finq serve: listening on http://{}", listener.local_addr()?);
     axum::serve(listener, router)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
-            eprintln!("shutting down");
+            eprintln!("shutting down: finishing the running job");
         })
         .await?;
+    worker.shutdown().await;
     Ok(())
+}
+
+/// Run queued jobs until told to stop, one at a time.
+async fn work(state: Arc<ServerState>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    match jobs::release_running(&state.app.pool).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            jobs = n,
+            "taking over jobs left running by a stopped server"
+        ),
+        Err(e) => tracing::error!(error = %e, "the job queue is unavailable"),
+    }
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match step(&state.app).await {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "the job queue is unavailable"),
+        }
+        tokio::select! {
+            _ = state.wake.notified() => {}
+            _ = tokio::time::sleep(POLL) => {}
+            changed = stop.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// Run one due job, if there is one: `true` when one ran.
+pub async fn step(app: &App) -> Result<bool> {
+    let Some(job) = jobs::claim(&app.pool).await? else {
+        return Ok(false);
+    };
+    let span =
+        tracing::info_span!("job", id = job.id, item_id = %job.item_id, attempt = job.attempts);
+    let _enter = span.enter();
+    let outcome = match pipeline::run(app, Stages::All, Some(&job.item_id), false).await {
+        Ok(report) if report.ok() => Ok(()),
+        Ok(report) => Err(report
+            .failed()
+            .map(|s| format!("{}: {}", s.name, s.error.as_deref().unwrap_or("failed")))
+            .collect::<Vec<_>>()
+            .join("; ")),
+        Err(e) => Err(format!("{e:#}")),
+    };
+    match outcome {
+        Ok(()) => {
+            tracing::info!("sync done");
+            jobs::complete(&app.pool, job.id).await?;
+        }
+        Err(error) => {
+            tracing::error!(%error, "sync failed; it will be retried");
+            jobs::fail(&app.pool, job.id, &error).await?;
+        }
+    }
+    Ok(true)
 }
 
 async fn healthz(State(state): State<Arc<ServerState>>) -> (StatusCode, axum::Json<Value>) {
@@ -73,47 +158,53 @@ async fn healthz(State(state): State<Arc<ServerState>>) -> (StatusCode, axum::Js
     }
 }
 
-/// Item health from Plaid's ITEM webhooks: errors are recorded on the item (so `finq items`
-/// shows them), and a repaired login clears the error.
-async fn item_webhook(
-    state: &ServerState,
-    code: &str,
-    item_id: &str,
-    payload: &Value,
-) -> (StatusCode, axum::Json<Value>) {
-    let error_code = match code {
-        "ERROR" => payload["error"]["error_code"].as_str().map(str::to_string),
-        "PENDING_EXPIRATION"
-        | "PENDING_DISCONNECT"
-        | "USER_PERMISSION_REVOKED"
-        | "USER_ACCOUNT_REVOKED" => Some(code.to_string()),
-        "LOGIN_REPAIRED" => None,
-        _ => return (StatusCode::OK, axum::Json(json!({ "status": "ignored" }))),
-    };
-    let message = payload["error"]["error_message"]
-        .as_str()
-        .map(str::to_string);
-    let result = match &error_code {
-        Some(c) => items::set_error(&state.app.pool, item_id, c, message.as_deref()).await,
-        None => items::clear_login_error(&state.app.pool, item_id)
-            .await
-            .map(|()| true),
-    };
-    match result {
-        Ok(false) => (
-            StatusCode::OK,
-            axum::Json(json!({ "status": "unknown_item" })),
-        ),
-        Ok(_) => (StatusCode::OK, axum::Json(json!({ "status": "recorded" }))),
-        Err(e) => {
-            tracing::error!(item_id, error = %e, "could not record the item webhook");
-            // Not 200: Plaid retries.
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({ "error": "database unavailable" })),
-            )
-        }
+/// What a webhook calls for.
+#[derive(Debug, PartialEq, Eq)]
+enum Action {
+    /// New or changed transactions (or a repaired login, or new accounts): sync the item.
+    Sync,
+    /// Record this error code on the item (`finq items` shows it).
+    ItemError(String),
+    /// The login works again: clear the item's error, and sync.
+    Repaired,
+    /// Nothing to do; stored and acknowledged.
+    Nothing,
+}
+
+fn action(kind: &str, code: &str, payload: &Value) -> Action {
+    match (kind, code) {
+        (
+            "TRANSACTIONS",
+            "SYNC_UPDATES_AVAILABLE"
+            | "INITIAL_UPDATE"
+            | "HISTORICAL_UPDATE"
+            | "DEFAULT_UPDATE"
+            | "TRANSACTIONS_REMOVED",
+        ) => Action::Sync,
+        ("ITEM", "ERROR") => match payload["error"]["error_code"].as_str() {
+            Some(c) => Action::ItemError(c.to_string()),
+            None => Action::Nothing,
+        },
+        (
+            "ITEM",
+            "PENDING_EXPIRATION"
+            | "PENDING_DISCONNECT"
+            | "USER_PERMISSION_REVOKED"
+            | "USER_ACCOUNT_REVOKED",
+        ) => Action::ItemError(code.to_string()),
+        ("ITEM", "LOGIN_REPAIRED") => Action::Repaired,
+        ("ITEM", "NEW_ACCOUNTS_AVAILABLE") => Action::Sync,
+        _ => Action::Nothing,
     }
+}
+
+fn unavailable(e: &dyn std::fmt::Display) -> (StatusCode, axum::Json<Value>) {
+    tracing::error!(error = %e, "could not store the webhook");
+    // Not 200: Plaid retries.
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({ "error": "database unavailable" })),
+    )
 }
 
 async fn webhook(
@@ -158,39 +249,57 @@ async fn webhook(
         field("item_id"),
     );
     tracing::info!(%kind, %code, %item_id, "webhook received");
-    if kind == "ITEM" {
-        return item_webhook(&state, &code, &item_id, &payload).await;
+    let action = action(&kind, &code, &payload);
+    let known = match items::exists(&state.app.pool, &item_id).await {
+        Ok(k) => k,
+        Err(e) => return unavailable(&e),
+    };
+    if known {
+        let health = match &action {
+            Action::ItemError(c) => {
+                let message = payload["error"]["error_message"].as_str();
+                items::set_error(&state.app.pool, &item_id, c, message)
+                    .await
+                    .map(|_| ())
+            }
+            Action::Repaired => items::clear_login_error(&state.app.pool, &item_id).await,
+            _ => Ok(()),
+        };
+        if let Err(e) = health {
+            return unavailable(&e);
+        }
     }
-    if kind != "TRANSACTIONS" || code != "SYNC_UPDATES_AVAILABLE" {
-        return (StatusCode::OK, axum::Json(json!({ "status": "ignored" })));
-    }
-    let known = items::exists(&state.app.pool, &item_id)
-        .await
-        .unwrap_or(false);
-    if !known {
-        tracing::warn!(%item_id, "webhook for an unknown item");
-        return (
-            StatusCode::OK,
-            axum::Json(json!({ "status": "unknown_item" })),
-        );
-    }
-    let task_state = state.clone();
-    tokio::spawn(async move {
-        let _one_at_a_time = task_state.running.lock().await;
-        match pipeline::run(&task_state.app, Stages::All, Some(&item_id), false).await {
-            Ok(report) if report.ok() => tracing::info!(%item_id, "webhook sync done"),
-            Ok(report) => {
-                for s in report.failed() {
-                    tracing::error!(%item_id, step = %s.name, error = s.error.as_deref().unwrap_or(""), "webhook sync failed");
+    let stored = async {
+        let mut tx = state.app.pool.begin().await?;
+        let outcome = match (&action, known) {
+            (_, false) if !item_id.is_empty() => "unknown_item",
+            (Action::Sync | Action::Repaired, true) => {
+                if jobs::enqueue(&mut tx, SYNC_JOB, &item_id).await? {
+                    "queued"
+                } else {
+                    "coalesced"
                 }
             }
-            Err(e) => tracing::error!(%item_id, error = %e, "webhook sync failed"),
+            (Action::ItemError(_), true) => "recorded",
+            _ => "ignored",
+        };
+        record_event(&mut tx, &body, &kind, &code, &item_id, outcome).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(outcome)
+    }
+    .await;
+    match stored {
+        Ok(outcome) => {
+            if matches!(outcome, "queued" | "coalesced") {
+                state.wake.notify_one();
+            }
+            if outcome == "unknown_item" {
+                tracing::warn!(%item_id, "webhook for an unknown item");
+            }
+            (StatusCode::OK, axum::Json(json!({ "status": outcome })))
         }
-    });
-    (
-        StatusCode::OK,
-        axum::Json(json!({ "status": "sync_started" })),
-    )
+        Err(e) => unavailable(&e),
+    }
 }
 
 #[cfg(test)]
@@ -237,7 +346,7 @@ mod tests {
         .item_id;
 
         // Each request goes through the router as the server would route it.
-        let app = router(app);
+        let (app, _worker) = router(app);
         let call = |method: &str, uri: &str, body: String, token: Option<String>| {
             let mut request = axum::http::Request::builder().method(method).uri(uri);
             if let Some(t) = token {
@@ -308,7 +417,15 @@ mod tests {
         assert_eq!(other["status"], "ignored");
         let (status, started) = call("POST", "/plaid/webhook", body, Some(token)).await;
         assert_eq!(status, 200);
-        assert_eq!(started["status"], "sync_started");
+        assert_eq!(started["status"], "queued");
+        // A webhook for an item finq does not have is stored and acknowledged.
+        let stranger = json!({ "webhook_type": "TRANSACTIONS", "webhook_code": "DEFAULT_UPDATE", "item_id": "nobody" });
+        let (b, t) = sim.sign_webhook(&stranger);
+        let (status, unknown) = call("POST", "/plaid/webhook", b, Some(t)).await;
+        assert_eq!(
+            (status.as_u16(), unknown["status"].as_str()),
+            (200, Some("unknown_item"))
+        );
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             let n = rows().await;
@@ -329,5 +446,106 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(log, 1);
+        // Every verified webhook is kept, byte for byte; the refused ones are not.
+        let events: Vec<(String, String)> =
+            sqlx::query_as("SELECT webhook_code, outcome FROM webhook_events ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            events,
+            [
+                (
+                    "WEBHOOK_UPDATE_ACKNOWLEDGED".to_string(),
+                    "ignored".to_string()
+                ),
+                ("SYNC_UPDATES_AVAILABLE".into(), "queued".into()),
+                ("DEFAULT_UPDATE".into(), "unknown_item".into()),
+            ]
+        );
+        let stored: String = sqlx::query_scalar(
+            "SELECT body FROM webhook_events WHERE webhook_code = 'SYNC_UPDATES_AVAILABLE'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(stored, sim.sign_webhook(&sync).0);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let state: String = sqlx::query_scalar("SELECT state FROM jobs")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            if state == "done" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "job {state}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+
+        // Item health: an ERROR webhook is recorded on the item, LOGIN_REPAIRED clears it
+        // and queues a sync.
+        let error = finq_connectors::sim::webhook_payload("ERROR", &item, 0);
+        let (b, t) = sim.sign_webhook(&error);
+        let (_, r) = call("POST", "/plaid/webhook", b, Some(t)).await;
+        assert_eq!(r["status"], "recorded");
+        let code: Option<String> =
+            sqlx::query_scalar("SELECT error_code FROM plaid_items WHERE item_id = $1")
+                .bind(&item)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(code.as_deref(), Some("ITEM_LOGIN_REQUIRED"));
+        let repaired = finq_connectors::sim::webhook_payload("LOGIN_REPAIRED", &item, 0);
+        let (b, t) = sim.sign_webhook(&repaired);
+        let (_, r) = call("POST", "/plaid/webhook", b, Some(t)).await;
+        assert!(
+            matches!(r["status"].as_str(), Some("queued" | "coalesced")),
+            "{r}"
+        );
+        let code: Option<String> =
+            sqlx::query_scalar("SELECT error_code FROM plaid_items WHERE item_id = $1")
+                .bind(&item)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(code, None);
+    }
+
+    #[test]
+    fn every_transactions_and_item_webhook_has_an_action() {
+        let none = Value::Null;
+        for code in [
+            "SYNC_UPDATES_AVAILABLE",
+            "INITIAL_UPDATE",
+            "HISTORICAL_UPDATE",
+            "DEFAULT_UPDATE",
+            "TRANSACTIONS_REMOVED",
+        ] {
+            assert_eq!(action("TRANSACTIONS", code, &none), Action::Sync, "{code}");
+        }
+        let error = json!({ "error": { "error_code": "ITEM_LOGIN_REQUIRED" } });
+        assert_eq!(
+            action("ITEM", "ERROR", &error),
+            Action::ItemError("ITEM_LOGIN_REQUIRED".into())
+        );
+        for code in [
+            "PENDING_EXPIRATION",
+            "PENDING_DISCONNECT",
+            "USER_PERMISSION_REVOKED",
+            "USER_ACCOUNT_REVOKED",
+        ] {
+            assert_eq!(action("ITEM", code, &none), Action::ItemError(code.into()));
+        }
+        assert_eq!(action("ITEM", "LOGIN_REPAIRED", &none), Action::Repaired);
+        assert_eq!(
+            action("ITEM", "NEW_ACCOUNTS_AVAILABLE", &none),
+            Action::Sync
+        );
+        assert_eq!(
+            action("ITEM", "WEBHOOK_UPDATE_ACKNOWLEDGED", &none),
+            Action::Nothing
+        );
+        assert_eq!(action("AUTH", "SOMETHING_NEW", &none), Action::Nothing);
     }
 }

@@ -174,6 +174,29 @@ impl KeySource for ItemEnvironments {
     }
 }
 
+/// Store a verified webhook as received, with what finq did with it (`queued`,
+/// `coalesced`, `recorded`, `ignored`, `unknown_item`).
+pub async fn record_event(
+    conn: &mut sqlx::PgConnection,
+    body: &[u8],
+    webhook_type: &str,
+    webhook_code: &str,
+    item_id: &str,
+    outcome: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO webhook_events (body, webhook_type, webhook_code, item_id, outcome)
+         VALUES ($1, nullif($2, ''), nullif($3, ''), nullif($4, ''), $5) RETURNING id",
+    )
+    .bind(String::from_utf8_lossy(body).as_ref())
+    .bind(webhook_type)
+    .bind(webhook_code)
+    .bind(item_id)
+    .bind(outcome)
+    .fetch_one(conn)
+    .await
+}
+
 struct Cached {
     key: Jwk,
     fetched: Instant,

@@ -1,0 +1,242 @@
+//! A work queue in PostgreSQL (`jobs`): enqueued in the caller's transaction, claimed with
+//! `FOR UPDATE SKIP LOCKED` under a lease, retried with exponential backoff.
+//!
+//! - One waiting job per kind and item: enqueueing while one waits coalesces into it (a job
+//!   already running does not absorb it: what arrived meanwhile needs a run of its own).
+//! - A claimed job holds a lease; if its worker dies (even by SIGKILL), the job is taken
+//!   again once the lease has passed.
+//! - A failed job waits 10 s, 20 s, 40 s … (at most an hour) and is given up after
+//!   [`MAX_ATTEMPTS`].
+
+use sqlx::{PgConnection, PgPool};
+
+/// Attempts before a job is given up (`failed`).
+pub const MAX_ATTEMPTS: i32 = 8;
+/// How long a claimed job is reserved for its worker.
+pub const LEASE_SECS: i64 = 600;
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub item_id: String,
+    /// Including the current one.
+    pub attempts: i32,
+}
+
+/// Queue a job unless one of the same kind for the item is already waiting. `true` when
+/// a new job was queued, `false` when the request coalesced into the waiting one.
+pub async fn enqueue(
+    conn: &mut PgConnection,
+    kind: &str,
+    item_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO jobs (kind, item_id) VALUES ($1, $2)
+         ON CONFLICT (kind, item_id) WHERE state = 'queued' DO NOTHING",
+    )
+    .bind(kind)
+    .bind(item_id)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// Take the oldest job that is due (or whose worker's lease has passed).
+pub async fn claim(pool: &PgPool) -> Result<Option<Job>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1,
+                         lease_until = now() + make_interval(secs => $1), updated_at = now()
+         WHERE id = (SELECT id FROM jobs
+                     WHERE (state = 'queued' AND run_after <= now())
+                        OR (state = 'running' AND lease_until < now())
+                     ORDER BY id
+                     FOR UPDATE SKIP LOCKED
+                     LIMIT 1)
+         RETURNING id, kind, item_id, attempts",
+    )
+    .bind(LEASE_SECS as f64)
+    .fetch_optional(pool)
+    .await
+}
+
+/// A worker starting up takes over the jobs left running by one that died (a server killed
+/// mid-sync): their leases end now, so [`claim`] takes them at once. A database has one
+/// worker (`finq serve`); a second would see the first one's job taken over.
+pub async fn release_running(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE jobs SET lease_until = now() - interval '1 millisecond', updated_at = now()
+         WHERE state = 'running'",
+    )
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// The job is done. Done jobs older than a week are cleared away here.
+pub async fn complete(pool: &PgPool, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "WITH done AS (
+             UPDATE jobs SET state = 'done', lease_until = NULL, last_error = NULL,
+                             updated_at = now()
+             WHERE id = $1
+         )
+         DELETE FROM jobs WHERE state = 'done' AND updated_at < now() - interval '7 days'",
+    )
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The job failed: wait and retry, or give up after [`MAX_ATTEMPTS`]. When another job of
+/// the same kind for the item is already waiting, that one will do the work.
+pub async fn fail(pool: &PgPool, id: i64, error: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE jobs j SET
+             state = CASE
+                 WHEN j.attempts >= $3 THEN 'failed'
+                 WHEN EXISTS (SELECT 1 FROM jobs o WHERE o.kind = j.kind AND o.item_id = j.item_id
+                                                     AND o.state = 'queued' AND o.id <> j.id)
+                     THEN 'done'
+                 ELSE 'queued' END,
+             run_after = now() + make_interval(secs => least(3600, 10 * 2 ^ (j.attempts - 1))),
+             lease_until = NULL, last_error = $2, updated_at = now()
+         WHERE j.id = $1",
+    )
+    .bind(id)
+    .bind(error)
+    .bind(MAX_ATTEMPTS)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn state(pool: &PgPool, id: i64) -> (String, i32, bool) {
+        sqlx::query_as(
+            "SELECT state, attempts, run_after > now() + interval '5 seconds' FROM jobs WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn requests_coalesce_while_a_job_waits(pool: PgPool) {
+        let mut conn = pool.acquire().await.unwrap();
+        assert!(enqueue(&mut conn, "sync", "item-a").await.unwrap());
+        assert!(!enqueue(&mut conn, "sync", "item-a").await.unwrap());
+        assert!(enqueue(&mut conn, "sync", "item-b").await.unwrap());
+        let a = claim(&pool).await.unwrap().unwrap();
+        assert_eq!((a.item_id.as_str(), a.attempts), ("item-a", 1));
+        // While it runs, a new request is a job of its own ...
+        assert!(enqueue(&mut conn, "sync", "item-a").await.unwrap());
+        // ... and later ones coalesce into that.
+        assert!(!enqueue(&mut conn, "sync", "item-a").await.unwrap());
+        let b = claim(&pool).await.unwrap().unwrap();
+        let a2 = claim(&pool).await.unwrap().unwrap();
+        assert_eq!(
+            (b.item_id.as_str(), a2.item_id.as_str()),
+            ("item-b", "item-a")
+        );
+        assert_eq!(claim(&pool).await.unwrap(), None);
+        complete(&pool, a.id).await.unwrap();
+        assert_eq!(state(&pool, a.id).await.0, "done");
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn concurrent_workers_never_take_the_same_job(pool: PgPool) {
+        let mut conn = pool.acquire().await.unwrap();
+        for i in 0..20 {
+            enqueue(&mut conn, "sync", &format!("item-{i}"))
+                .await
+                .unwrap();
+        }
+        let workers = (0..4).map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                while let Some(job) = claim(&pool).await.unwrap() {
+                    got.push(job.id);
+                }
+                got
+            })
+        });
+        let mut all: Vec<i64> = Vec::new();
+        for w in workers {
+            all.extend(w.await.unwrap());
+        }
+        all.sort();
+        let n = all.len();
+        all.dedup();
+        assert_eq!((n, all.len()), (20, 20));
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn failures_back_off_then_give_up(pool: PgPool) {
+        let mut conn = pool.acquire().await.unwrap();
+        enqueue(&mut conn, "sync", "item-a").await.unwrap();
+        let job = claim(&pool).await.unwrap().unwrap();
+        fail(&pool, job.id, "bank unreachable").await.unwrap();
+        // Queued again, but not due for 10 s.
+        let (s, attempts, later) = state(&pool, job.id).await;
+        assert_eq!((s.as_str(), attempts, later), ("queued", 1, true));
+        assert_eq!(claim(&pool).await.unwrap(), None);
+        // Make it due, and fail it until it is given up.
+        for _ in 1..MAX_ATTEMPTS {
+            sqlx::query("UPDATE jobs SET run_after = now() WHERE id = $1")
+                .bind(job.id)
+                .execute(&pool)
+                .await
+                .unwrap();
+            let again = claim(&pool).await.unwrap().unwrap();
+            assert_eq!(again.id, job.id);
+            fail(&pool, job.id, "bank unreachable").await.unwrap();
+        }
+        assert_eq!(state(&pool, job.id).await.0, "failed");
+        let error: String = sqlx::query_scalar("SELECT last_error FROM jobs WHERE id = $1")
+            .bind(job.id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(error, "bank unreachable");
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn a_job_whose_worker_died_is_taken_again(pool: PgPool) {
+        let mut conn = pool.acquire().await.unwrap();
+        enqueue(&mut conn, "sync", "item-a").await.unwrap();
+        let job = claim(&pool).await.unwrap().unwrap();
+        // The worker is gone; until the lease passes nobody else takes the job.
+        assert_eq!(claim(&pool).await.unwrap(), None);
+        sqlx::query("UPDATE jobs SET lease_until = now() - interval '1 second' WHERE id = $1")
+            .bind(job.id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        let again = claim(&pool).await.unwrap().unwrap();
+        assert_eq!((again.id, again.attempts), (job.id, 2));
+        // A restarted worker does not wait for the lease.
+        assert_eq!(claim(&pool).await.unwrap(), None);
+        assert_eq!(release_running(&pool).await.unwrap(), 1);
+        let third = claim(&pool).await.unwrap().unwrap();
+        assert_eq!((third.id, third.attempts), (job.id, 3));
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn a_failure_with_a_newer_request_waiting_leaves_the_work_to_it(pool: PgPool) {
+        let mut conn = pool.acquire().await.unwrap();
+        enqueue(&mut conn, "sync", "item-a").await.unwrap();
+        let job = claim(&pool).await.unwrap().unwrap();
+        enqueue(&mut conn, "sync", "item-a").await.unwrap();
+        fail(&pool, job.id, "boom").await.unwrap();
+        assert_eq!(state(&pool, job.id).await.0, "done");
+        assert!(claim(&pool).await.unwrap().is_some());
+    }
+}
