@@ -86,6 +86,10 @@ pub struct Settings {
     pub encryption_key: Option<SecretString>,
     pub ollama_host: String,
     pub model: String,
+    /// `finq serve` syncs an item on its own when no successful sync happened for this
+    /// long (a missed webhook); zero turns polling off. `[serve] poll_after_hours` or
+    /// `FINQ_POLL_AFTER_HOURS`; 6 hours by default.
+    pub poll_after: std::time::Duration,
     /// The pipeline's plugins as `finq.toml` lists them (`[[sources]]`, `[[transforms]]`,
     /// `[[sinks]]`, each with a `type`); each crate reads its own. Empty: the defaults.
     pub plugins: PluginTables,
@@ -138,6 +142,8 @@ struct FileSettings {
     #[serde(default)]
     ollama: FileOllama,
     #[serde(default)]
+    serve: FileServe,
+    #[serde(default)]
     sources: Vec<toml::Value>,
     #[serde(default)]
     transforms: Vec<toml::Value>,
@@ -153,6 +159,15 @@ struct FilePlaid {
     client_id: Option<String>,
     secret: Option<SecretString>,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServe {
+    poll_after_hours: Option<f64>,
+}
+
+/// The default of [`Settings::poll_after`], in hours.
+pub const DEFAULT_POLL_AFTER_HOURS: f64 = 6.0;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -183,7 +198,24 @@ impl Settings {
             None => PlaidEnv::default(),
         };
         let secret = |k: &str| env(k).map(SecretString::from);
+        let poll_hours = match env("FINQ_POLL_AFTER_HOURS") {
+            Some(v) => v.trim().parse::<f64>().map_err(|_| ConfigError::Invalid {
+                key: "FINQ_POLL_AFTER_HOURS",
+                message: format!("{v:?} is not a number of hours"),
+            })?,
+            None => file
+                .serve
+                .poll_after_hours
+                .unwrap_or(DEFAULT_POLL_AFTER_HOURS),
+        };
+        if !(poll_hours.is_finite() && poll_hours >= 0.0) {
+            return Err(ConfigError::Invalid {
+                key: "poll_after_hours",
+                message: format!("{poll_hours} is not a number of hours (0 turns polling off)"),
+            });
+        }
         Ok(Settings {
+            poll_after: std::time::Duration::from_secs_f64(poll_hours * 3600.0),
             database_url: secret("DATABASE_URL").or(file.database_url),
             encryption_key: secret("FINQ_ENCRYPTION_KEY").or(file.encryption_key),
             plaid: PlaidSettings {
@@ -277,6 +309,35 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn polling_age_from_file_or_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap().to_string();
+        let s = Settings::from_env_fn(env_of(&[("FINQ_DATA_DIR", &d)])).unwrap();
+        assert_eq!(s.poll_after, std::time::Duration::from_secs(6 * 3600));
+        std::fs::write(
+            dir.path().join("finq.toml"),
+            "[serve]\npoll_after_hours = 0.5\n",
+        )
+        .unwrap();
+        let s = Settings::from_env_fn(env_of(&[("FINQ_DATA_DIR", &d)])).unwrap();
+        assert_eq!(s.poll_after, std::time::Duration::from_secs(1800));
+        let s = Settings::from_env_fn(env_of(&[
+            ("FINQ_DATA_DIR", &d),
+            ("FINQ_POLL_AFTER_HOURS", "0"),
+        ]))
+        .unwrap();
+        assert_eq!(s.poll_after, std::time::Duration::ZERO);
+        for bad in ["-1", "soon", "inf"] {
+            let e = Settings::from_env_fn(env_of(&[
+                ("FINQ_DATA_DIR", &d),
+                ("FINQ_POLL_AFTER_HOURS", bad),
+            ]))
+            .unwrap_err();
+            assert!(e.to_string().contains("hours"), "{bad}: {e}");
+        }
     }
 
     #[test]

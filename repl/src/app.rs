@@ -13,6 +13,7 @@ use sqlx::PgPool;
 
 use crate::cli::DbCommand;
 
+#[derive(Clone)]
 pub struct App {
     pub settings: Settings,
     pub pool: PgPool,

@@ -31,6 +31,8 @@ use crate::pipeline;
 const MAX_WEBHOOK_BYTES: usize = 64 * 1024;
 /// How often the worker looks for jobs that became due (retries) without being woken.
 const POLL: Duration = Duration::from_secs(5);
+/// How often the worker looks for items to poll.
+const POLL_EVERY: Duration = Duration::from_secs(60);
 /// The queue's kind of job for syncing one item.
 const SYNC_JOB: &str = "sync";
 
@@ -91,7 +93,26 @@ pub async fn serve(app: App, addr: SocketAddr) -> Result<()> {
     Ok(())
 }
 
-/// Run queued jobs until told to stop, one at a time.
+/// Queue a sync of every item no successful sync reached for `after` (a webhook may have
+/// been missed); the number of items. Requests for items already waiting coalesce.
+pub async fn poll(app: &App, after: Duration) -> Result<usize> {
+    let due = items::due_for_poll(&app.pool, after).await?;
+    if !due.is_empty() {
+        let mut tx = app.pool.begin().await?;
+        for item in &due {
+            jobs::enqueue(&mut tx, SYNC_JOB, item).await?;
+        }
+        tx.commit().await?;
+        tracing::info!(
+            items = due.len(),
+            hours = after.as_secs_f64() / 3600.0,
+            "polling items with no recent sync"
+        );
+    }
+    Ok(due.len())
+}
+
+/// Run queued jobs until told to stop, one at a time; poll items no webhook reached.
 async fn work(state: Arc<ServerState>, mut stop: tokio::sync::watch::Receiver<bool>) {
     match jobs::release_running(&state.app.pool).await {
         Ok(0) => {}
@@ -101,9 +122,17 @@ async fn work(state: Arc<ServerState>, mut stop: tokio::sync::watch::Receiver<bo
         ),
         Err(e) => tracing::error!(error = %e, "the job queue is unavailable"),
     }
+    let poll_after = state.app.settings.poll_after;
+    let mut last_poll: Option<std::time::Instant> = None;
     loop {
         if *stop.borrow() {
             return;
+        }
+        if !poll_after.is_zero() && last_poll.is_none_or(|t| t.elapsed() >= POLL_EVERY) {
+            last_poll = Some(std::time::Instant::now());
+            if let Err(e) = poll(&state.app, poll_after).await {
+                tracing::error!(error = %e, "could not look for items to poll");
+            }
         }
         match step(&state.app).await {
             Ok(true) => continue,
@@ -326,6 +355,8 @@ mod tests {
         let settings = Settings::from_env_fn(|k| match k {
             "FINQ_DATA_DIR" => Some(data.clone()),
             "PLAID_BASE_URL" => Some(base.clone()),
+            // Polling is driven by hand below.
+            "FINQ_POLL_AFTER_HOURS" => Some("0".into()),
             _ => None,
         })
         .unwrap();
@@ -346,6 +377,7 @@ mod tests {
         .item_id;
 
         // Each request goes through the router as the server would route it.
+        let app_handle = app.clone();
         let (app, _worker) = router(app);
         let call = |method: &str, uri: &str, body: String, token: Option<String>| {
             let mut request = axum::http::Request::builder().method(method).uri(uri);
@@ -510,6 +542,39 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(code, None);
+
+        // Polling: the item synced a moment ago is not due after 6 hours; with no webhook
+        // for a while it is, and polling twice queues one sync.
+        let hours = |h: u64| std::time::Duration::from_secs(h * 3600);
+        assert_eq!(poll(&app_handle, hours(6)).await.unwrap(), 0);
+        sqlx::query("UPDATE sync_log SET finished_at = finished_at - interval '7 hours'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while sqlx::query_scalar::<_, i64>("SELECT count(*) FROM jobs WHERE state <> 'done'")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            > 0
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the repaired item's sync did not finish"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        sqlx::query("UPDATE sync_log SET finished_at = now() - interval '7 hours'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(poll(&app_handle, hours(6)).await.unwrap(), 1);
+        // An item that needs its user is left alone.
+        sqlx::query("UPDATE plaid_items SET error_code = 'ITEM_LOGIN_REQUIRED'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(poll(&app_handle, hours(6)).await.unwrap(), 0);
     }
 
     #[test]

@@ -129,6 +129,25 @@ pub async fn transaction_count(pool: &PgPool, item_id: &str) -> Result<i64, sqlx
         .await
 }
 
+/// Items with no successful sync for `older_than` (or none ever), leaving out those that
+/// need their user (an error code is set: a sync would only fail again).
+pub async fn due_for_poll(
+    pool: &PgPool,
+    older_than: std::time::Duration,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT i.item_id FROM plaid_items i
+         WHERE i.error_code IS NULL
+           AND coalesce((SELECT max(l.finished_at) FROM sync_log l
+                         WHERE l.item_id = i.item_id AND l.outcome = 'ok'), '-infinity')
+               < now() - make_interval(secs => $1)
+         ORDER BY i.item_id",
+    )
+    .bind(older_than.as_secs_f64())
+    .fetch_all(pool)
+    .await
+}
+
 pub async fn exists(pool: &PgPool, item_id: &str) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM plaid_items WHERE item_id = $1)")
         .bind(item_id)
