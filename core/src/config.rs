@@ -90,6 +90,10 @@ pub struct Settings {
     /// long (a missed webhook); zero turns polling off. `[serve] poll_after_hours` or
     /// `FINQ_POLL_AFTER_HOURS`; 6 hours by default.
     pub poll_after: std::time::Duration,
+    /// The URL Plaid sends an item's webhooks to (`finq serve`'s `/plaid/webhook` as the
+    /// internet reaches it), given to Plaid when an institution is linked.
+    /// `FINQ_WEBHOOK_URL` or `webhook_url`.
+    pub webhook_url: Option<String>,
     /// The pipeline's plugins as `finq.toml` lists them (`[[sources]]`, `[[transforms]]`,
     /// `[[sinks]]`, each with a `type`); each crate reads its own. Empty: the defaults.
     pub plugins: PluginTables,
@@ -136,6 +140,7 @@ pub const DEFAULT_MODEL: &str = "llama3.2";
 #[serde(deny_unknown_fields)]
 struct FileSettings {
     database_url: Option<SecretString>,
+    webhook_url: Option<String>,
     encryption_key: Option<SecretString>,
     #[serde(default)]
     plaid: FilePlaid,
@@ -214,7 +219,17 @@ impl Settings {
                 message: format!("{poll_hours} is not a number of hours (0 turns polling off)"),
             });
         }
+        let webhook_url = env("FINQ_WEBHOOK_URL").or(file.webhook_url);
+        if let Some(url) = &webhook_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError::Invalid {
+                key: "webhook_url",
+                message: format!("{url:?} is not an http:// or https:// URL"),
+            });
+        }
         Ok(Settings {
+            webhook_url,
             poll_after: std::time::Duration::from_secs_f64(poll_hours * 3600.0),
             database_url: secret("DATABASE_URL").or(file.database_url),
             encryption_key: secret("FINQ_ENCRYPTION_KEY").or(file.encryption_key),
@@ -309,6 +324,30 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn webhook_url_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap().to_string();
+        let s = Settings::from_env_fn(env_of(&[("FINQ_DATA_DIR", &d)])).unwrap();
+        assert_eq!(s.webhook_url, None);
+        std::fs::write(
+            dir.path().join("finq.toml"),
+            "webhook_url = \"https://finq.example/plaid/webhook\"\n",
+        )
+        .unwrap();
+        let s = Settings::from_env_fn(env_of(&[("FINQ_DATA_DIR", &d)])).unwrap();
+        assert_eq!(
+            s.webhook_url.as_deref(),
+            Some("https://finq.example/plaid/webhook")
+        );
+        let e = Settings::from_env_fn(env_of(&[
+            ("FINQ_DATA_DIR", &d),
+            ("FINQ_WEBHOOK_URL", "finq.example"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("not an http"), "{e}");
     }
 
     #[test]

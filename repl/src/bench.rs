@@ -92,7 +92,8 @@ async fn run(
 
     let t = Instant::now();
     let item =
-        link_sandbox_institution(&pool, &client, &vault, "ins_109508", "sim", |_| None).await?;
+        link_sandbox_institution(&pool, &client, &vault, "ins_109508", "sim", None, |_| None)
+            .await?;
     eprintln!(
         "linked (the simulator generated the history) in {:.1} s",
         t.elapsed().as_secs_f64()
@@ -392,7 +393,8 @@ async fn run_pipeline(
     let vault = std::sync::Arc::new(TokenVault::from_key(&rand_key()));
     let client = PlaidClient::new(&url, "bench", SecretString::from("bench-secret"));
     let item =
-        link_sandbox_institution(&pool, &client, &vault, "ins_109508", "sim", |_| None).await?;
+        link_sandbox_institution(&pool, &client, &vault, "ins_109508", "sim", None, |_| None)
+            .await?;
     let app = App {
         settings,
         pool: pool.clone(),

@@ -114,6 +114,11 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum ItemsCommand {
+    /// Point every item's webhooks at URL (default: FINQ_WEBHOOK_URL / `webhook_url`), through
+    /// Plaid's `/item/webhook/update`.
+    ///
+    /// Example: finq items webhook https://finq.example.org/plaid/webhook
+    Webhook { url: Option<String> },
     /// Remove an item at Plaid and delete its local data.
     Remove {
         item: String,
@@ -234,6 +239,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let app = App::open().await?;
             crate::items::list(&app, json).await
+        }
+        Command::Items {
+            command: Some(ItemsCommand::Webhook { url }),
+            ..
+        } => {
+            let app = App::open().await?;
+            crate::items::set_webhook(&app, url).await
         }
         Command::Items {
             command: Some(ItemsCommand::Remove { item, yes }),

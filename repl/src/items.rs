@@ -147,6 +147,51 @@ pub async fn remove(app: &App, item_id: &str, yes: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Point every item's webhooks at `url` (or the configured webhook URL).
+pub async fn set_webhook(app: &App, url: Option<String>) -> Result<ExitCode> {
+    let Some(url) = url.or_else(|| app.settings.webhook_url.clone()) else {
+        bail!("no webhook URL: pass one, or set FINQ_WEBHOOK_URL (or webhook_url in finq.toml)");
+    };
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        bail!("{url:?} is not an http:// or https:// URL");
+    }
+    let all = items::list(&app.pool).await?;
+    if all.is_empty() {
+        println!("No items are linked.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut conns = Connections::new(&app.settings);
+    let mut failed = 0;
+    for item in &all {
+        let outcome = async {
+            let client = conns.client_for(item).await?;
+            client
+                .item_webhook_update(&token(app, &item.item_id).await?, Some(&url))
+                .await?;
+            Ok::<_, anyhow::Error>(())
+        }
+        .await;
+        match outcome {
+            Ok(()) => println!(
+                "{} (item {}): webhooks go to {url}",
+                item.institution, item.item_id
+            ),
+            Err(e) => {
+                failed += 1;
+                eprintln!("{} (item {}): {e:#}", item.institution, item.item_id);
+            }
+        }
+    }
+    conns.stop().await;
+    if failed > 0 {
+        bail!(
+            "{failed} of {} items were not updated; run the command again",
+            all.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Update mode: a link token for the item; with the simulator, the login is repaired at once
 /// and the item synced.
 pub async fn update(app: &App, item_id: &str) -> Result<ExitCode> {

@@ -224,6 +224,7 @@ impl SimBank {
             &self.vault,
             "ins_109508",
             "sim",
+            None,
             |_| None,
         )
         .await

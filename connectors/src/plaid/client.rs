@@ -274,6 +274,20 @@ impl PlaidClient {
         self.call("/institutions/get_by_id", &req).await
     }
 
+    /// Point an item's webhooks at `webhook` (`None` removes it); Plaid then sends
+    /// `WEBHOOK_UPDATE_ACKNOWLEDGED` to the new URL.
+    pub async fn item_webhook_update(
+        &self,
+        access_token: &SecretString,
+        webhook: Option<&str>,
+    ) -> Result<serde_json::Value, PlaidApiError> {
+        self.call(
+            "/item/webhook/update",
+            &serde_json::json!({ "access_token": access_token.expose_secret(), "webhook": webhook }),
+        )
+        .await
+    }
+
     pub async fn item_remove(
         &self,
         access_token: &SecretString,

@@ -210,14 +210,22 @@ pub async fn link(
             }
         };
         Ok::<_, ConnectError>(
-            link_sandbox_institution(pool, &client, vault, institution, env.as_str(), |item_id| {
-                let spec = simulator.as_ref()?(item_id)?;
-                let mut value = serde_json::to_value(spec).ok()?;
-                if let Some(tag) = tag {
-                    value["created_by"] = serde_json::Value::String(tag.to_string());
-                }
-                Some(value)
-            })
+            link_sandbox_institution(
+                pool,
+                &client,
+                vault,
+                institution,
+                env.as_str(),
+                settings.webhook_url.clone(),
+                |item_id| {
+                    let spec = simulator.as_ref()?(item_id)?;
+                    let mut value = serde_json::to_value(spec).ok()?;
+                    if let Some(tag) = tag {
+                        value["created_by"] = serde_json::Value::String(tag.to_string());
+                    }
+                    Some(value)
+                },
+            )
             .await?,
         )
     }

@@ -38,10 +38,11 @@ pub async fn link_sandbox_institution(
     vault: &TokenVault,
     institution_id: &str,
     environment: &str,
+    webhook: Option<String>,
     sim_spec_for: impl FnOnce(&str) -> Option<serde_json::Value>,
 ) -> Result<LinkedItem, LinkError> {
     let public = client
-        .sandbox_public_token_create(institution_id, None)
+        .sandbox_public_token_create(institution_id, webhook)
         .await?;
     let exchanged = client.exchange_public_token(&public.public_token).await?;
     let access_token = SecretString::from(exchanged.access_token);

@@ -86,6 +86,7 @@ pub fn router(sim: Simulator) -> Router {
         .route("/accounts/balance/get", post(accounts_get))
         .route("/item/get", post(item_get))
         .route("/item/remove", post(item_remove))
+        .route("/item/webhook/update", post(item_webhook_update))
         .route("/institutions/get_by_id", post(institutions_get_by_id))
         .route("/transactions/sync", post(transactions_sync))
         .route("/transactions/refresh", post(transactions_refresh))
@@ -476,6 +477,40 @@ async fn item_get(
 ) -> Result<Response, PlaidErr> {
     let req: AccessTokenRequest = parse(&sim, &headers, &body)?;
     let item_id = item_for_token(&sim, &req.access_token)?;
+    Ok(ok(json!({ "item": item_json(&sim, &item_id) })))
+}
+
+/// `/item/webhook/update`: the item's new webhook URL (or none), then
+/// `WEBHOOK_UPDATE_ACKNOWLEDGED` sent to the new URL.
+async fn item_webhook_update(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, PlaidErr> {
+    #[derive(serde::Deserialize)]
+    struct Request {
+        access_token: String,
+        #[serde(default)]
+        webhook: Option<String>,
+    }
+    let req: Request = parse(&sim, &headers, &body)?;
+    let item_id = item_for_token(&sim, &req.access_token)?;
+    if let Some(url) = &req.webhook
+        && reqwest::Url::parse(url).is_err()
+    {
+        return Err(invalid_request(
+            "INVALID_FIELD",
+            "webhook must be a valid URL",
+        ));
+    }
+    if let Some(item) = sim.lock().items.get_mut(&item_id) {
+        item.webhook = req.webhook.clone();
+    }
+    if let Some(url) = req.webhook {
+        let mut payload = webhook_payload("WEBHOOK_UPDATE_ACKNOWLEDGED", &item_id, 0);
+        payload["new_webhook_url"] = serde_json::Value::String(url.clone());
+        sim.send_webhook(url, payload);
+    }
     Ok(ok(json!({ "item": item_json(&sim, &item_id) })))
 }
 

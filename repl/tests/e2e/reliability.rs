@@ -37,7 +37,7 @@ async fn setup(pool: &PgPool, seed: u64, transactions: usize) -> Setup {
     let base_url = serve_on_own_runtime(&sim);
     let client = PlaidClient::new(&base_url, "id", SecretString::from("secret"));
     let vault = TokenVault::from_key(&KEY);
-    let item = link_sandbox_institution(pool, &client, &vault, "ins_109508", "sim", |_| None)
+    let item = link_sandbox_institution(pool, &client, &vault, "ins_109508", "sim", None, |_| None)
         .await
         .unwrap()
         .item_id;

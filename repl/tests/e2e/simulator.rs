@@ -366,6 +366,7 @@ async fn relinking_the_same_institution_does_not_duplicate(pool: PgPool) {
         &bank.vault,
         "ins_109508",
         "sim",
+        None,
         |_| None,
     )
     .await
@@ -507,4 +508,62 @@ async fn webhooks_are_signed_as_plaid_signs_them() {
     let e = verifier.verify(Some(&forged), body).await.unwrap_err();
     assert!(matches!(e, VerifyError::UnknownKey(_)), "{e}");
     server.stop().await;
+}
+
+#[sqlx::test(migrator = "finq_core::MIGRATOR")]
+async fn webhook_url_given_at_link_time_and_moved_later(pool: PgPool) {
+    let (first, _) = receiver().await;
+    let (second, got) = receiver().await;
+    let bank = SimBank::start(8, 50).await;
+    let linked = finq_connectors::plaid::link::link_sandbox_institution(
+        &pool,
+        &bank.client,
+        &bank.vault,
+        "ins_109508",
+        "sim",
+        Some(first.clone()),
+        |_| None,
+    )
+    .await
+    .unwrap();
+    let token = finq_connectors::plaid::items::open_token(&pool, &bank.vault, &linked.item_id)
+        .await
+        .unwrap();
+    let webhook_of = || async {
+        let item: Value = bank
+            .client
+            .call(
+                "/item/get",
+                &json!({ "access_token": secrecy::ExposeSecret::expose_secret(&token) }),
+            )
+            .await
+            .unwrap();
+        item["item"]["webhook"].as_str().map(str::to_string)
+    };
+    assert_eq!(webhook_of().await, Some(first));
+
+    // Moved: Plaid acknowledges at the new URL, signed like every webhook.
+    bank.client
+        .item_webhook_update(&token, Some(&second))
+        .await
+        .unwrap();
+    assert_eq!(webhook_of().await, Some(second.clone()));
+    wait_for(&got, 1).await;
+    let (headers, body) = got.lock().unwrap()[0].clone();
+    let payload: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(payload["webhook_code"], "WEBHOOK_UPDATE_ACKNOWLEDGED");
+    assert_eq!(payload["item_id"], linked.item_id);
+    assert_eq!(payload["new_webhook_url"], second);
+    let verifier = WebhookVerifier::new(bank.client.clone());
+    verifier
+        .verify(headers["plaid-verification"].to_str().ok(), &body)
+        .await
+        .unwrap();
+    // Not a URL: refused as Plaid refuses it.
+    let e = bank
+        .client
+        .item_webhook_update(&token, Some("not a url"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("INVALID_FIELD"));
 }

@@ -396,6 +396,7 @@ async fn removing_an_item_drops_its_transactions_and_nothing_else(pool: PgPool) 
             &bank.vault,
             "ins_109512",
             "sim",
+            None,
             |_| None,
         )
         .await
