@@ -85,7 +85,14 @@ pub async fn serve(app: App, addr: SocketAddr) -> Result<()> {
     eprintln!("finq serve: listening on http://{}", listener.local_addr()?);
     axum::serve(listener, router)
         .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
+            // Ctrl-C, or SIGTERM as service managers send it.
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing a SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
             eprintln!("shutting down: finishing the running job");
         })
         .await?;
