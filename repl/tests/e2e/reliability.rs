@@ -3,7 +3,8 @@
 //! database holds exactly what the simulator held at the committed cursor, and repeated runs
 //! converge to the simulator's ground truth. Two `finq sync` processes at once end like one.
 //! `finq run` killed at random moments (in the sync, the transforms or the mirror) loses
-//! nothing: the next run leaves the mirror equal to a rebuild.
+//! nothing: the next run leaves the mirror equal to a rebuild. A sync job of `finq serve`
+//! killed with its server runs again when the server restarts.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -437,4 +438,100 @@ async fn killed_runs_lose_nothing_and_the_mirror_equals_a_rebuild(pool: PgPool) 
     assert!(ok, "{out}");
     assert_eq!(before, unified(pool.clone()).await);
     assert_eq!(got[0], mirror_rows(&mirror)[0], "transactions");
+}
+
+/// `finq serve` with the test's database and simulator; its address once it listens.
+fn finq_serve(s: &Setup) -> (Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_finq"))
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("DATABASE_URL", &s.db_url)
+        .env("PLAID_ENV", "sim")
+        .env("PLAID_BASE_URL", &s.base_url)
+        .env("FINQ_DATA_DIR", s.data.path())
+        .env(
+            "FINQ_ENCRYPTION_KEY",
+            base64::engine::general_purpose::STANDARD.encode(KEY),
+        )
+        .env("FINQ_POLL_AFTER_HOURS", "0")
+        .env("FINQ_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("finq serve ended before listening")
+            .unwrap();
+        if let Some(url) = line.strip_prefix("finq serve: listening on ") {
+            break url.to_string();
+        }
+    };
+    // Keep reading its log so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+async fn job_state(pool: &PgPool) -> Option<String> {
+    sqlx::query_scalar("SELECT state FROM jobs ORDER BY id DESC LIMIT 1")
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "finq_core::MIGRATOR")]
+async fn a_sync_job_killed_with_its_server_runs_again_after_restart(pool: PgPool) {
+    let s = setup(&pool, 31, 3000).await;
+    // Slow answers from "Plaid", so the kill lands in the middle of the sync.
+    s.sim.set_faults(Faults {
+        latency_ms: 150,
+        ..Default::default()
+    });
+    let (mut server, url) = finq_serve(&s);
+    let payload = finq_connectors::sim::webhook_payload("SYNC_UPDATES_AVAILABLE", &s.item, 0);
+    let (body, token) = s.sim.sign_webhook(&payload);
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/plaid/webhook"))
+        .header("Plaid-Verification", token)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let answer: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(answer["status"], "queued");
+    for _ in 0..200 {
+        if job_state(&pool).await.as_deref() == Some("running") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(
+        job_state(&pool).await.as_deref(),
+        Some("running"),
+        "the job should have been cut off mid-way"
+    );
+
+    // A new server takes the job over at once (not after the lease) and finishes it.
+    s.sim.set_faults(Faults::default());
+    let (mut server, _) = finq_serve(&s);
+    let mut state = None;
+    for _ in 0..600 {
+        state = job_state(&pool).await;
+        if state.as_deref() == Some("done") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(state.as_deref(), Some("done"));
+    let truth = state_of(s.sim.ground_truth(&s.item).unwrap());
+    let got = stored(&pool, &s.item).await;
+    assert!(got == truth, "{}", state_diff(&got, &truth));
 }
