@@ -528,12 +528,7 @@ mod tests {
         let (b, t) = sim.sign_webhook(&error);
         let (_, r) = call("POST", "/plaid/webhook", b, Some(t)).await;
         assert_eq!(r["status"], "recorded");
-        let code: Option<String> =
-            sqlx::query_scalar("SELECT error_code FROM plaid_items WHERE item_id = $1")
-                .bind(&item)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+        let code = finq_e2e::error_code(&pool, &item).await;
         assert_eq!(code.as_deref(), Some("ITEM_LOGIN_REQUIRED"));
         let repaired = finq_connectors::sim::webhook_payload("LOGIN_REPAIRED", &item, 0);
         let (b, t) = sim.sign_webhook(&repaired);
@@ -542,12 +537,7 @@ mod tests {
             matches!(r["status"].as_str(), Some("queued" | "coalesced")),
             "{r}"
         );
-        let code: Option<String> =
-            sqlx::query_scalar("SELECT error_code FROM plaid_items WHERE item_id = $1")
-                .bind(&item)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+        let code = finq_e2e::error_code(&pool, &item).await;
         assert_eq!(code, None);
 
         // Polling: the item synced a moment ago is not due after 6 hours; with no webhook

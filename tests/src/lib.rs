@@ -393,3 +393,14 @@ pub fn state_diff(got: &TxState, want: &TxState) -> String {
     }
     format!("{} rows vs {}: {}", got.len(), want.len(), out.join("; "))
 }
+
+/// An item's recorded Plaid error code, read through the item store.
+pub async fn error_code(pool: &sqlx::PgPool, item: &str) -> Option<String> {
+    finq_connectors::plaid::items::statuses(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.item_id == item)
+        .expect("a linked item")
+        .error_code
+}

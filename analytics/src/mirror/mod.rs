@@ -418,22 +418,11 @@ async fn stream(
     into: &str,
     writer: &Writer,
 ) -> Result<u64, MirrorError> {
-    let batches = writer.ingest(into, decode::schema_of(&table.kinds())).await;
-    copy_into(pg, table, filter, &batches).await
-}
-
-/// Read one table's rows selected by `filter` from PostgreSQL, decoded into batches sent
-/// to `batches`; the number of rows.
-async fn copy_into(
-    pg: &mut PgConnection,
-    table: &Table,
-    filter: &str,
-    batches: &tokio::sync::mpsc::Sender<RecordBatch>,
-) -> Result<u64, MirrorError> {
     let decode_err = |message: String| MirrorError::Decode {
         table: table.name,
         message,
     };
+    let batches = writer.ingest(into, decode::schema_of(&table.kinds())).await;
     let mut copy = pg.copy_out_raw(&table.copy_sql(filter)).await?;
     let mut decoder = CopyDecoder::new(&table.kinds(), BATCH_ROWS);
     let mut ready: Vec<RecordBatch> = Vec::new();

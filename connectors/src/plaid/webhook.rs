@@ -264,8 +264,7 @@ impl<S: KeySource> WebhookVerifier<S> {
         if age < -MAX_SKEW_SECS {
             return Err(VerifyError::FromTheFuture(-age));
         }
-        let digest = Sha256::digest(body);
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = body_sha256(body);
         if !bool::from(hex.as_bytes().ct_eq(claims.request_body_sha256.as_bytes())) {
             return Err(VerifyError::BodyMismatch);
         }
@@ -319,6 +318,15 @@ impl<S: KeySource> WebhookVerifier<S> {
         );
         Ok(key)
     }
+}
+
+/// The SHA-256 of a webhook's exact body bytes in lowercase hex, as Plaid signs it
+/// (`request_body_sha256`).
+pub fn body_sha256(body: &[u8]) -> String {
+    Sha256::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The `kid` of a token whose header says `alg: ES256`; the header is read without
@@ -388,17 +396,10 @@ mod tests {
         }
     }
 
-    fn sha256_hex(body: &[u8]) -> String {
-        Sha256::digest(body)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
-
     fn token(key: &Key, iat: i64, body: &[u8]) -> String {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(key.jwk.kid.clone());
-        let claims = serde_json::json!({ "iat": iat, "request_body_sha256": sha256_hex(body) });
+        let claims = serde_json::json!({ "iat": iat, "request_body_sha256": body_sha256(body) });
         jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap()
     }
 
@@ -443,7 +444,7 @@ mod tests {
     async fn other_algorithms_are_refused_before_any_key_is_looked_at() {
         let k = key(1, "kid-1");
         let v = verifier(vec![k.jwk.clone()]);
-        let claims = serde_json::json!({ "iat": NOW, "request_body_sha256": sha256_hex(BODY) });
+        let claims = serde_json::json!({ "iat": NOW, "request_body_sha256": body_sha256(BODY) });
         let mut hs = Header::new(Algorithm::HS256);
         hs.kid = Some("kid-1".into());
         let hs256 =

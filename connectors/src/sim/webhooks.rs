@@ -10,7 +10,6 @@ use p256::pkcs8::EncodePrivateKey;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 pub struct WebhookSigner {
     pub kid: String,
@@ -51,8 +50,7 @@ impl WebhookSigner {
     /// The exact body bytes and the `Plaid-Verification` header value for a payload.
     pub fn sign(&self, payload: &Value) -> (String, String) {
         let body = pretty_2_spaces(payload);
-        let digest = Sha256::digest(body.as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::plaid::webhook::body_sha256(body.as_bytes());
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
         header.typ = Some("JWT".into());

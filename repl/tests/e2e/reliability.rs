@@ -79,8 +79,10 @@ fn finq_sync(s: &Setup) -> Child {
     finq(s, &["sync", "--json"])
 }
 
-fn finq(s: &Setup, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_finq"))
+/// The finq binary with the test's database, simulator, data directory and key.
+fn finq_command(s: &Setup, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_finq"));
+    command
         .args(args)
         .env("DATABASE_URL", &s.db_url)
         .env("PLAID_ENV", "sim")
@@ -92,9 +94,12 @@ fn finq(s: &Setup, args: &[&str]) -> Child {
         )
         .env("FINQ_LOG", "error")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+        .stderr(Stdio::piped());
+    command
+}
+
+fn finq(s: &Setup, args: &[&str]) -> Child {
+    finq_command(s, args).spawn().unwrap()
 }
 
 /// Until no other session is working in this database.
@@ -443,20 +448,9 @@ async fn killed_runs_lose_nothing_and_the_mirror_equals_a_rebuild(pool: PgPool) 
 /// `finq serve` with the test's database and simulator; its address once it listens.
 fn finq_serve(s: &Setup) -> (Child, String) {
     use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_finq"))
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .env("DATABASE_URL", &s.db_url)
-        .env("PLAID_ENV", "sim")
-        .env("PLAID_BASE_URL", &s.base_url)
-        .env("FINQ_DATA_DIR", s.data.path())
-        .env(
-            "FINQ_ENCRYPTION_KEY",
-            base64::engine::general_purpose::STANDARD.encode(KEY),
-        )
+    let mut child = finq_command(s, &["serve", "--addr", "127.0.0.1:0"])
         .env("FINQ_POLL_AFTER_HOURS", "0")
-        .env("FINQ_LOG", "error")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();

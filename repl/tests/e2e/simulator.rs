@@ -328,12 +328,7 @@ async fn the_connector_retries_through_faults_and_reports_login_required(pool: P
     )
     .await
     .unwrap();
-    let code: Option<String> =
-        sqlx::query_scalar("SELECT error_code FROM plaid_items WHERE item_id = $1")
-            .bind(&item)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let code = finq_e2e::error_code(&pool, &item).await;
     assert_eq!(code, None, "repair clears the item's error");
     let snapshots: i64 = sqlx::query_scalar("SELECT count(*) FROM balance_snapshots")
         .fetch_one(&pool)

@@ -238,20 +238,10 @@ async fn plaid_errors_are_kept_on_the_item_and_cleared_on_success(pool: PgPool) 
     .await
     .unwrap_err();
     assert!(err.to_string().contains("INVALID_API_KEYS"), "{err}");
-    let code: Option<String> =
-        sqlx::query_scalar("SELECT error_code FROM plaid_items WHERE item_id = $1")
-            .bind(&item)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let code = finq_e2e::error_code(&pool, &item).await;
     assert_eq!(code.as_deref(), Some("INVALID_API_KEYS"));
     sync(&bank, &pool, &item, 500).await;
-    let code: Option<String> =
-        sqlx::query_scalar("SELECT error_code FROM plaid_items WHERE item_id = $1")
-            .bind(&item)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let code = finq_e2e::error_code(&pool, &item).await;
     assert_eq!(code, None);
 }
 
