@@ -46,3 +46,25 @@ ensure_pg_binaries() {
         apt_install postgresql
     fi
 }
+
+# Debian's Chromium and ChromeDriver, for the browser tests (the Link page).
+ensure_chromium() {
+    local missing=()
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+    [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+}
+
+# Plaid's official Python client (pinned), in a virtualenv of finq's: the tests run it
+# against the simulator.
+ensure_plaid_python() {
+    local venv="$HOME/.cache/finq/plaid-python" version=46.0.0
+    if ! "$venv/bin/python" -c "import plaid, sys; sys.exit(plaid.__version__ != '$version')" 2>/dev/null; then
+        command -v python3 >/dev/null 2>&1 || apt_install python3
+        rm -rf "$venv"
+        python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; rm -rf "$venv"; python3 -m venv "$venv"; }
+        echo "installing plaid-python $version for the tests" >&2
+        "$venv/bin/pip" install -q --disable-pip-version-check "plaid-python==$version" >&2
+    fi
+    export FINQ_PLAID_PYTHON="$venv/bin/python"
+}

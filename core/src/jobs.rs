@@ -7,6 +7,9 @@
 //!   again once the lease has passed.
 //! - A failed job waits 10 s, 20 s, 40 s … (at most an hour) and is given up after
 //!   [`MAX_ATTEMPTS`].
+//!
+//! Webhooks come in through [`intake`]: the verified webhook is stored (`webhook_events`)
+//! and its job queued in one statement, so one round trip and one commit.
 
 use sqlx::{PgConnection, PgPool};
 
@@ -41,6 +44,66 @@ pub async fn enqueue(
     .await?
     .rows_affected();
     Ok(inserted == 1)
+}
+
+/// A verified webhook as [`intake`] stores it.
+#[derive(Debug, Clone, Copy)]
+pub struct Webhook<'a> {
+    /// The exact body.
+    pub body: &'a [u8],
+    pub webhook_type: &'a str,
+    pub webhook_code: &'a str,
+    /// Empty when the webhook names no item.
+    pub item_id: &'a str,
+    /// Whether finq has the item.
+    pub known: bool,
+    /// The job it calls for (`None`: nothing to run).
+    pub job: Option<&'a str>,
+    /// It reported the item's health (recorded on the item by the caller).
+    pub health: bool,
+}
+
+/// Store a verified webhook and queue the job it calls for, atomically; what was done:
+/// `queued`, `coalesced` (into a waiting job), `recorded` (health only), `unknown_item` or
+/// `ignored`.
+pub async fn intake(pool: &PgPool, w: Webhook<'_>) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar(
+        "WITH job AS (
+             INSERT INTO jobs (kind, item_id)
+             SELECT $6, $4 WHERE $5 AND $6 IS NOT NULL
+             ON CONFLICT (kind, item_id) WHERE state = 'queued' DO NOTHING
+             RETURNING id
+         )
+         INSERT INTO webhook_events (body, webhook_type, webhook_code, item_id, outcome)
+         VALUES ($1, nullif($2, ''), nullif($3, ''), nullif($4, ''),
+                 CASE WHEN NOT $5 AND $4 <> '' THEN 'unknown_item'
+                      WHEN $5 AND $6 IS NOT NULL
+                          THEN CASE WHEN EXISTS (SELECT 1 FROM job) THEN 'queued' ELSE 'coalesced' END
+                      WHEN $5 AND $7 THEN 'recorded'
+                      ELSE 'ignored' END)
+         RETURNING outcome",
+    )
+    .bind(String::from_utf8_lossy(w.body).as_ref())
+    .bind(w.webhook_type)
+    .bind(w.webhook_code)
+    .bind(w.item_id)
+    .bind(w.known)
+    .bind(w.job)
+    .bind(w.health)
+    .fetch_one(pool)
+    .await
+}
+
+/// Whether a job of `kind` for the item is queued or running.
+pub async fn pending(pool: &PgPool, kind: &str, item_id: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM jobs
+                        WHERE kind = $1 AND item_id = $2 AND state IN ('queued', 'running'))",
+    )
+    .bind(kind)
+    .bind(item_id)
+    .fetch_one(pool)
+    .await
 }
 
 /// Take the oldest job that is due (or whose worker's lease has passed).

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use finq_analytics::query::{self, OutputFormat, QueryEngine, Trust};
+use finq_core::config::PlaidEnv;
 use finq_core::pipeline::Stages;
 
 use crate::app::App;
@@ -35,14 +36,23 @@ pub enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
-    /// Link an institution (Plaid Sandbox flow, or the simulator).
+    /// Link an institution. Production and sandbox: prints the address of the Link page of
+    /// `finq serve`, where Plaid Link runs in your browser. The simulator (and sandbox with
+    /// --institution) links at once, with no browser.
+    ///
+    /// Examples: finq link; finq link --institution ins_109512; finq link --update ITEM
     Link {
-        /// Plaid institution id, e.g. ins_109508 (First Platypus Bank).
-        #[arg(long, default_value = "ins_109508")]
-        institution: String,
-        /// Repair an existing item's login instead (update mode), e.g. after ITEM_LOGIN_REQUIRED.
+        /// Link this institution without a browser (simulator, or Plaid Sandbox's
+        /// /sandbox/public_token/create), e.g. ins_109508 (First Platypus Bank).
+        #[arg(long)]
+        institution: Option<String>,
+        /// Repair an existing item's login instead (Link's update mode), e.g. after
+        /// ITEM_LOGIN_REQUIRED.
         #[arg(long, value_name = "ITEM", conflicts_with = "institution")]
         update: Option<String>,
+        /// Use the Link page of `finq serve` even with the simulator.
+        #[arg(long, conflicts_with = "institution")]
+        browser: bool,
     },
     /// Linked institutions: status, accounts, last sync, last error.
     Items {
@@ -155,6 +165,26 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
+    /// `finq serve` under load: verified webhooks per second and the time to each answer
+    /// with concurrent senders on loopback; then freshness, from the simulator firing
+    /// SYNC_UPDATES_AVAILABLE for N changes on an item of T transactions to the job that
+    /// brings them into DuckDB being done.
+    Webhooks {
+        #[arg(long, default_value_t = 1_000_000)]
+        transactions: usize,
+        /// Changes at the bank for each freshness measurement.
+        #[arg(long, default_value_t = 500)]
+        changes: usize,
+        /// Webhooks sent in the load test.
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        /// Senders at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Freshness measurements (the median and the worst are reported).
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+    },
     /// Initial sync of N transactions from the simulator over loopback HTTP into PostgreSQL,
     /// against one-INSERT-per-row and plain COPY on a sample, plus an incremental update.
     Sync {
@@ -204,16 +234,31 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Demo { transactions, seed } => crate::demo::run(transactions, seed).await,
         Command::Link {
-            update: Some(item), ..
+            update: Some(item),
+            browser,
+            ..
         } => {
             let app = App::open().await?;
-            crate::items::update(&app, &item).await
+            crate::items::update(&app, &item, browser).await
         }
         Command::Link {
             institution,
             update: None,
+            browser,
         } => {
             let app = App::open().await?;
+            let env = app.settings.plaid.env;
+            let institution = match institution {
+                Some(i) if env == PlaidEnv::Production => anyhow::bail!(
+                    "--institution {i} links without a browser, which Plaid allows in its sandbox only: run `finq link` for the Link page"
+                ),
+                Some(i) => i,
+                None if browser || env != PlaidEnv::Sim => {
+                    crate::items::print_link_page(&app, None).await;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                None => "ins_109508".to_string(),
+            };
             let linked = finq_connectors::plaid::connect::link(
                 &app.pool,
                 &app.vault,
@@ -284,6 +329,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     incremental,
                 },
         } => crate::bench::sync(transactions, sample, incremental).await,
+        Command::Bench {
+            command:
+                BenchCommand::Webhooks {
+                    transactions,
+                    changes,
+                    requests,
+                    concurrency,
+                    repeat,
+                },
+        } => {
+            crate::bench::webhooks::run(transactions, changes, requests, concurrency, repeat).await
+        }
         Command::Sync { json } => {
             let app = App::open().await?;
             let report = crate::pipeline::run(&app, Stages::Sources, None, !json).await?;

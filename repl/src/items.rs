@@ -36,8 +36,16 @@ pub fn status_words(code: Option<&str>, message: Option<&str>) -> String {
     }
 }
 
+/// Errors only the user can fix, in Link's update mode.
+pub fn needs_user(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("ITEM_LOGIN_REQUIRED" | "PENDING_EXPIRATION" | "PENDING_DISCONNECT" | "ITEM_LOCKED")
+    )
+}
+
 pub async fn list(app: &App, json: bool) -> Result<ExitCode> {
-    let rows = items::statuses(&app.pool).await?;
+    let rows = items::statuses(&app.pool, None).await?;
     if json {
         let items: Vec<serde_json::Value> = rows
             .iter()
@@ -47,6 +55,7 @@ pub async fn list(app: &App, json: bool) -> Result<ExitCode> {
                     "institution": r.institution,
                     "environment": r.environment,
                     "status": if r.error_code.is_none() { "ok" } else { "error" },
+                    "needs_login": needs_user(r.error_code.as_deref()),
                     "error_code": r.error_code,
                     "error_since": r.error_since,
                     "last_synced_at": r.last_synced_at,
@@ -59,6 +68,12 @@ pub async fn list(app: &App, json: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&items)?);
         return Ok(ExitCode::SUCCESS);
     }
+    // Items whose user must log in again are repaired on the Link page of `finq serve`.
+    let page = if rows.iter().any(|r| needs_user(r.error_code.as_deref())) {
+        crate::server::running_link_page(&app.settings).await
+    } else {
+        None
+    };
     if rows.is_empty() {
         println!("No institution is linked yet: `finq link` links one (or try `finq demo`).");
         return Ok(ExitCode::SUCCESS);
@@ -83,6 +98,15 @@ pub async fn list(app: &App, json: bool) -> Result<ExitCode> {
         }
         if let Some(e) = &r.last_error {
             println!("  last error:   {e}");
+        }
+        if needs_user(r.error_code.as_deref()) {
+            match &page {
+                Some(url) => println!("  log in again: {url}&item={}", r.item_id),
+                None => println!(
+                    "  log in again: start `finq serve`, then `finq link --update {}` prints the page",
+                    r.item_id
+                ),
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -192,37 +216,51 @@ pub async fn set_webhook(app: &App, url: Option<String>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Update mode: a link token for the item; with the simulator, the login is repaired at once
-/// and the item synced.
-pub async fn update(app: &App, item_id: &str) -> Result<ExitCode> {
+/// Where to link (or, with `item`, repair a login) in a browser: the Link page of the
+/// `finq serve` running on this data directory, or how to start one.
+pub async fn print_link_page(app: &App, item: Option<&str>) {
+    let what = match item {
+        Some(item) => format!("log in to item {item} again"),
+        None => "link an account".to_string(),
+    };
+    let suffix = item.map(|i| format!("&item={i}")).unwrap_or_default();
+    match crate::server::running_link_page(&app.settings).await {
+        Some(url) => println!("Open this page in your browser to {what}:\n{url}{suffix}"),
+        None => println!(
+            "Plaid Link runs in your browser, on the page `finq serve` hosts. Start `finq serve` (it prints the page's address), then run this command again, or open that address{} to {what}.",
+            if item.is_some() {
+                format!(" with {suffix} added")
+            } else {
+                String::new()
+            }
+        ),
+    }
+}
+
+/// Update mode: the Link page's address for the item; with the simulator (unless `browser`),
+/// the login is repaired at once and the item synced.
+pub async fn update(app: &App, item_id: &str, browser: bool) -> Result<ExitCode> {
     let item = find(app, item_id).await?;
+    if browser || item.environment != "sim" {
+        print_link_page(app, Some(item_id)).await;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut conns = Connections::new(&app.settings);
     let client = conns.client_for(&item).await?;
     let link = client
         .link_token_update(&token(app, item_id).await?)
         .await?;
-    if item.environment == "sim" {
-        let url = format!("{}/sim/items/{item_id}/repair", client.base_url());
-        reqwest_post(&url)
-            .await
-            .context("the simulator did not repair the login")?;
-        conns.stop().await;
-        println!(
-            "Update-mode link token {} created; the simulator completed Link, so the login is repaired.",
-            link.link_token
-        );
-        let report = crate::pipeline::run(app, Stages::All, Some(item_id), true).await?;
-        return crate::pipeline::print_report(&report, false);
-    }
+    let url = format!("{}/sim/items/{item_id}/repair", client.base_url());
+    reqwest_post(&url)
+        .await
+        .context("the simulator did not repair the login")?;
     conns.stop().await;
     println!(
-        "Update-mode link token (valid until {}):\n{}",
-        link.expiration, link.link_token
+        "Update-mode link token {} created; the simulator completed Link, so the login is repaired.",
+        link.link_token
     );
-    println!(
-        "Open Plaid Link with this token to log in again, then run `finq sync`. (finq does not host Link yet.)"
-    );
-    Ok(ExitCode::SUCCESS)
+    let report = crate::pipeline::run(app, Stages::All, Some(item_id), true).await?;
+    crate::pipeline::print_report(&report, false)
 }
 
 async fn reqwest_post(url: &str) -> Result<()> {

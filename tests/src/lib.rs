@@ -168,6 +168,26 @@ async fn chat(State(state): State<FakeState>, body: axum::body::Bytes) -> axum::
     axum::Json(whole).into_response()
 }
 
+/// Serve `sim` on a loopback port from a runtime of its own (for tests that wait for child
+/// processes with blocking calls); its base URL.
+pub fn serve_on_own_runtime(sim: &Simulator) -> String {
+    let sim = sim.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let server = sim.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            tx.send(server.base_url.clone()).unwrap();
+            std::future::pending::<()>().await;
+        });
+    });
+    rx.recv().unwrap()
+}
+
 /// The simulator serving on a loopback port, with a client for it and a vault.
 pub struct SimBank {
     pub sim: Simulator,
@@ -396,7 +416,7 @@ pub fn state_diff(got: &TxState, want: &TxState) -> String {
 
 /// An item's recorded Plaid error code, read through the item store.
 pub async fn error_code(pool: &sqlx::PgPool, item: &str) -> Option<String> {
-    finq_connectors::plaid::items::statuses(pool)
+    finq_connectors::plaid::items::statuses(pool, Some(item))
         .await
         .unwrap()
         .into_iter()

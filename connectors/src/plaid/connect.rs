@@ -43,7 +43,7 @@ pub enum ConnectError {
     #[error("the simulator recreated item {restored} instead of {item}")]
     SimulatorMismatch { restored: String, item: String },
     #[error(
-        "linking a production institution needs Plaid Link in a browser, which finq does not host yet; use PLAID_ENV=sandbox or sim"
+        "linking a production institution needs Plaid Link in a browser: start `finq serve` and open the Link page it prints (`finq link` prints it too)"
     )]
     ProductionLink,
     #[error(transparent)]
@@ -151,32 +151,64 @@ impl Connections {
 /// What recreates a new item of the in-process simulator, by item id.
 type SpecOf = Box<dyn Fn(&str) -> Option<SimItemSpec> + Send + Sync>;
 
-/// Link an institution in the configured environment. `sim` sets the in-process
-/// simulator's data (the demo's seed and size) and tags the item (`created_by`).
-pub async fn link(
-    pool: &PgPool,
-    vault: &TokenVault,
-    settings: &Settings,
-    institution: &str,
-    sim: Option<SimLink<'_>>,
-) -> Result<LinkedItem, ConnectError> {
-    let env = settings.plaid.env;
-    if env == PlaidEnv::Production {
-        return Err(ConnectError::ProductionLink);
+/// Where new items are linked: the configured environment's client, and for the in-process
+/// simulator what recreates each new item.
+pub struct NewItems {
+    pub client: PlaidClient,
+    pub environment: PlaidEnv,
+    spec_of: Option<SpecOf>,
+}
+
+/// Plaid's own Link script (sandbox and production).
+pub const PLAID_LINK_SCRIPT: &str = "https://cdn.plaid.com/link/v2/stable/link-initialize.js";
+
+impl NewItems {
+    /// What the item's row keeps to recreate it (in-process simulator items only), tagged
+    /// with `tag` (`created_by`) when given.
+    pub fn sim_spec(&self, item_id: &str, tag: Option<&str>) -> Option<serde_json::Value> {
+        let spec = self.spec_of.as_ref()?(item_id)?;
+        let mut value = serde_json::to_value(spec).ok()?;
+        if let Some(tag) = tag {
+            value["created_by"] = serde_json::Value::String(tag.to_string());
+        }
+        Some(value)
     }
-    // Only the in-process simulator needs it mutable.
-    #[cfg_attr(not(feature = "simulator"), allow(unused_mut))]
-    let mut conns = Connections::new(settings);
-    let result = async {
-        let (client, simulator, tag) = match (&settings.plaid.base_url, env) {
+
+    pub fn link_script(&self) -> String {
+        link_script(&self.client)
+    }
+}
+
+/// The Plaid Link script a browser loads to link through `client`: Plaid's own, or the
+/// stand-in a simulator serves at the same path.
+pub fn link_script(client: &PlaidClient) -> String {
+    let base = client.base_url().trim_end_matches('/');
+    if base.ends_with(".plaid.com") {
+        PLAID_LINK_SCRIPT.to_string()
+    } else {
+        format!("{base}/link/v2/stable/link-initialize.js")
+    }
+}
+
+impl Connections {
+    /// The client that links new items in the configured environment; for the in-process
+    /// simulator (started with `sim`'s data), the items linked before are recreated first
+    /// so a new one gets a new id.
+    pub async fn new_items(
+        &mut self,
+        pool: &PgPool,
+        sim: Option<&SimLink<'_>>,
+    ) -> Result<NewItems, ConnectError> {
+        let env = self.settings.plaid.env;
+        match (&self.settings.plaid.base_url, env) {
             #[cfg(not(feature = "simulator"))]
             (None, PlaidEnv::Sim) => {
-                let _ = sim;
-                return Err(ConnectError::NoSimulator);
+                let _ = (pool, sim);
+                Err(ConnectError::NoSimulator)
             }
             #[cfg(feature = "simulator")]
             (None, PlaidEnv::Sim) => {
-                let config = match &sim {
+                let config = match sim {
                     Some(s) => SimConfig {
                         seed: s.seed,
                         transactions: s.transactions,
@@ -184,47 +216,65 @@ pub async fn link(
                     },
                     None => SimConfig::default(),
                 };
-                let tag = sim.as_ref().map(|s| s.tag);
-                let (simulator, url) = conns.in_process_sim(config).await?;
-                // Recreate the items linked before, so the new one gets a new ordinal (and id).
+                let (simulator, url) = self.in_process_sim(config).await?;
                 for item in items::list(pool).await? {
-                    if let Some(spec) = item.sim_spec {
+                    if let Some(spec) = item.sim_spec
+                        && simulator.spec_of(&item.item_id).is_none()
+                    {
                         simulator.restore_item(spec);
                     }
                 }
-                let (id, secret) = conns.credentials(env)?;
-                let spec_of: SpecOf = Box::new(move |item_id: &str| simulator.spec_of(item_id));
-                (PlaidClient::new(&url, &id, secret), Some(spec_of), tag)
+                let (id, secret) = self.credentials(env)?;
+                Ok(NewItems {
+                    client: PlaidClient::new(&url, &id, secret),
+                    environment: env,
+                    spec_of: Some(Box::new(move |item_id: &str| simulator.spec_of(item_id))),
+                })
             }
             (base, env) => {
+                let _ = sim;
                 let url = base
                     .clone()
                     .or(env.default_base_url().map(str::to_string))
                     .expect("a URL");
-                let (id, secret) = conns.credentials(env)?;
-                (
-                    PlaidClient::new(&url, &id, secret),
-                    None::<SpecOf>,
-                    None::<&str>,
-                )
+                let (id, secret) = self.credentials(env)?;
+                Ok(NewItems {
+                    client: PlaidClient::new(&url, &id, secret),
+                    environment: env,
+                    spec_of: None,
+                })
             }
-        };
+        }
+    }
+}
+
+/// Link an institution in the configured environment without a browser, through the
+/// sandbox's `/sandbox/public_token/create` (the simulator or Plaid Sandbox). `sim` sets the
+/// in-process simulator's data (the demo's seed and size) and tags the item (`created_by`).
+/// Production needs Plaid Link: the page `finq serve` hosts.
+pub async fn link(
+    pool: &PgPool,
+    vault: &TokenVault,
+    settings: &Settings,
+    institution: &str,
+    sim: Option<SimLink<'_>>,
+) -> Result<LinkedItem, ConnectError> {
+    if settings.plaid.env == PlaidEnv::Production {
+        return Err(ConnectError::ProductionLink);
+    }
+    let mut conns = Connections::new(settings);
+    let result = async {
+        let new = conns.new_items(pool, sim.as_ref()).await?;
+        let tag = sim.as_ref().map(|s| s.tag);
         Ok::<_, ConnectError>(
             link_sandbox_institution(
                 pool,
-                &client,
+                &new.client,
                 vault,
                 institution,
-                env.as_str(),
+                new.environment.as_str(),
                 settings.webhook_url.clone(),
-                |item_id| {
-                    let spec = simulator.as_ref()?(item_id)?;
-                    let mut value = serde_json::to_value(spec).ok()?;
-                    if let Some(tag) = tag {
-                        value["created_by"] = serde_json::Value::String(tag.to_string());
-                    }
-                    Some(value)
-                },
+                |item_id| new.sim_spec(item_id, tag),
             )
             .await?,
         )

@@ -121,6 +121,31 @@ pub async fn clear_login_error(pool: &PgPool, item_id: &str) -> Result<(), sqlx:
     Ok(())
 }
 
+/// The user logged in again through Link's update mode: clear the errors that asked for it
+/// (login required, consent about to expire or the connection about to end).
+pub async fn clear_after_update_mode(pool: &PgPool, item_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE plaid_items SET error_code = NULL, error_message = NULL, error_since = NULL, updated_at = now()
+         WHERE item_id = $1
+           AND error_code IN ('ITEM_LOGIN_REQUIRED', 'PENDING_EXPIRATION', 'PENDING_DISCONNECT')",
+    )
+    .bind(item_id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Each account's name and mask, e.g. "Plaid Checking ••0000".
+pub async fn account_labels(pool: &PgPool, item_id: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT name || coalesce(' ••' || mask, '') FROM plaid_accounts
+         WHERE item_id = $1 ORDER BY name, account_id",
+    )
+    .bind(item_id)
+    .fetch_all(pool)
+    .await
+}
+
 /// How many transactions the item has.
 pub async fn transaction_count(pool: &PgPool, item_id: &str) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT count(*) FROM plaid_transactions WHERE item_id = $1")
@@ -173,8 +198,8 @@ pub struct ItemStatus {
     pub last_error: Option<String>,
 }
 
-/// Every item's status, oldest first.
-pub async fn statuses(pool: &PgPool) -> Result<Vec<ItemStatus>, sqlx::Error> {
+/// Every item's status (or one item's), oldest first.
+pub async fn statuses(pool: &PgPool, item: Option<&str>) -> Result<Vec<ItemStatus>, sqlx::Error> {
     sqlx::query_as(
         "SELECT i.item_id, coalesce(i.institution_name, i.institution_id) AS institution, i.environment,
                 i.error_code, i.error_message, i.error_since, i.last_synced_at,
@@ -184,8 +209,10 @@ pub async fn statuses(pool: &PgPool) -> Result<Vec<ItemStatus>, sqlx::Error> {
                  FROM plaid_accounts a WHERE a.item_id = i.item_id) AS account_names,
                 (SELECT l.error FROM sync_log l WHERE l.item_id = i.item_id AND l.outcome <> 'ok'
                  ORDER BY l.id DESC LIMIT 1) AS last_error
-         FROM plaid_items i ORDER BY i.created_at, i.item_id",
+         FROM plaid_items i WHERE $1::text IS NULL OR i.item_id = $1
+         ORDER BY i.created_at, i.item_id",
     )
+    .bind(item)
     .fetch_all(pool)
     .await
 }

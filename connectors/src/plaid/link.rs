@@ -1,5 +1,5 @@
-//! Linking an institution: sandbox public token → exchange → item, accounts and the sealed
-//! access token stored in one Postgres transaction.
+//! Linking an institution: a public token (from Plaid Link, or the sandbox shortcut) →
+//! exchange → item, accounts and the sealed access token stored in one Postgres transaction.
 
 use finq_core::LOCAL_USER_ID;
 use finq_core::vault::TokenVault;
@@ -28,7 +28,8 @@ pub struct LinkedItem {
     pub replaced: Vec<String>,
 }
 
-/// Link an institution through the sandbox flow (simulator or Plaid Sandbox).
+/// Link an institution through the sandbox flow (simulator or Plaid Sandbox): a public
+/// token from `/sandbox/public_token/create`, then [`exchange_and_store`].
 ///
 /// `environment` (`sim`, `sandbox`, `production`) is recorded with the item; `sim_spec_for`
 /// gives, for in-process simulator items, what recreates them (see `sim::SimItemSpec`).
@@ -44,9 +45,37 @@ pub async fn link_sandbox_institution(
     let public = client
         .sandbox_public_token_create(institution_id, webhook)
         .await?;
-    let exchanged = client.exchange_public_token(&public.public_token).await?;
+    exchange_and_store(
+        pool,
+        client,
+        vault,
+        &public.public_token,
+        environment,
+        sim_spec_for,
+    )
+    .await
+}
+
+/// Exchange a public token (from Plaid Link's `onSuccess`, or the sandbox) for an access
+/// token and store the new item: its accounts, and the token sealed by the vault, in one
+/// transaction. The same login linked before is replaced, keeping the user's edits.
+pub async fn exchange_and_store(
+    pool: &PgPool,
+    client: &PlaidClient,
+    vault: &TokenVault,
+    public_token: &str,
+    environment: &str,
+    sim_spec_for: impl FnOnce(&str) -> Option<serde_json::Value>,
+) -> Result<LinkedItem, LinkError> {
+    let exchanged = client.exchange_public_token(public_token).await?;
     let access_token = SecretString::from(exchanged.access_token);
     let accounts = client.accounts_get(&access_token).await?;
+    let institution_id = accounts
+        .item
+        .institution_id
+        .clone()
+        .unwrap_or_else(|| "unknown".to_string());
+    let institution_id = institution_id.as_str();
     let institution_name = match client.institution_get_by_id(institution_id).await {
         Ok(r) => r.institution.name,
         Err(e) => {

@@ -280,6 +280,10 @@ pub struct Institution {
     pub country_codes: Vec<String>,
     pub routing_numbers: Vec<String>,
     pub oauth: bool,
+    /// `SUPPORTED` or `NOT_SUPPORTED` (newer than the 2020 spec; Plaid's current client
+    /// libraries require it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_availability: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

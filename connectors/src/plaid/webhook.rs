@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -174,32 +173,34 @@ impl KeySource for ItemEnvironments {
     }
 }
 
-/// Store a verified webhook as received, with what finq did with it (`queued`,
-/// `coalesced`, `recorded`, `ignored`, `unknown_item`).
-pub async fn record_event(
-    conn: &mut sqlx::PgConnection,
-    body: &[u8],
-    webhook_type: &str,
-    webhook_code: &str,
-    item_id: &str,
-    outcome: &str,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "INSERT INTO webhook_events (body, webhook_type, webhook_code, item_id, outcome)
-         VALUES ($1, nullif($2, ''), nullif($3, ''), nullif($4, ''), $5) RETURNING id",
-    )
-    .bind(String::from_utf8_lossy(body).as_ref())
-    .bind(webhook_type)
-    .bind(webhook_code)
-    .bind(item_id)
-    .bind(outcome)
-    .fetch_one(conn)
-    .await
+struct Cached {
+    key: Key,
+    fetched: Instant,
 }
 
-struct Cached {
-    key: Jwk,
-    fetched: Instant,
+/// A verification key ready for use: when it expires, and its public point (SEC1,
+/// uncompressed: 0x04 ‖ x ‖ y).
+#[derive(Clone)]
+struct Key {
+    expired_at: Option<i64>,
+    point: Vec<u8>,
+}
+
+impl Key {
+    fn from_jwk(jwk: &Jwk) -> Option<Key> {
+        let (x, y) = (B64URL.decode(&jwk.x).ok()?, B64URL.decode(&jwk.y).ok()?);
+        if x.len() != 32 || y.len() != 32 {
+            return None;
+        }
+        let mut point = Vec::with_capacity(65);
+        point.push(0x04);
+        point.extend_from_slice(&x);
+        point.extend_from_slice(&y);
+        Some(Key {
+            expired_at: jwk.expired_at,
+            point,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -244,19 +245,28 @@ impl<S: KeySource> WebhookVerifier<S> {
         if key.expired_at.is_some_and(|t| t <= now) {
             return Err(VerifyError::KeyExpired(kid));
         }
-        let decoding = DecodingKey::from_ec_components(&key.x, &key.y)
-            .map_err(|_| VerifyError::BadKey(kid.clone()))?;
-        let mut validation = Validation::new(Algorithm::ES256);
-        // `iat` is checked below; Plaid's tokens carry no `exp`, `aud` or `iss`.
-        validation.required_spec_claims.clear();
-        validation.validate_exp = false;
-        validation.validate_aud = false;
-        let claims = jsonwebtoken::decode::<Claims>(token, &decoding, &validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => VerifyError::Signature,
-                _ => VerifyError::Malformed(e.to_string()),
-            })?
-            .claims;
+        // The signature (ES256: P-256 ECDSA over SHA-256, r ‖ s) over "header.payload",
+        // checked with ring before anything in the payload is read.
+        let (signed, signature) = token
+            .rsplit_once('.')
+            .ok_or_else(|| VerifyError::Malformed("not three dot-separated parts".into()))?;
+        let signature = B64URL
+            .decode(signature)
+            .map_err(|_| VerifyError::Malformed("the signature is not base64url".into()))?;
+        ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P256_SHA256_FIXED,
+            &key.point,
+        )
+        .verify(signed.as_bytes(), &signature)
+        .map_err(|_| VerifyError::Signature)?;
+        let payload = signed.split_once('.').map(|(_, p)| p).unwrap_or("");
+        let claims: Claims = B64URL
+            .decode(payload)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .ok_or_else(|| {
+                VerifyError::Malformed("the payload is not the claims Plaid signs".into())
+            })?;
         let age = now - claims.iat;
         if age > MAX_AGE_SECS {
             return Err(VerifyError::Stale(age));
@@ -272,7 +282,7 @@ impl<S: KeySource> WebhookVerifier<S> {
     }
 
     /// The key for `kid`: cached, or fetched (and checked to be an ES256 P-256 key).
-    async fn key(&self, kid: &str) -> Result<Jwk, VerifyError> {
+    async fn key(&self, kid: &str) -> Result<Key, VerifyError> {
         let mut keys = self.keys.lock().await;
         if let Some(c) = keys.get(kid)
             && c.fetched.elapsed() < REFRESH_AFTER
@@ -309,6 +319,7 @@ impl<S: KeySource> WebhookVerifier<S> {
         if key.kid != kid || key.kty != "EC" || key.crv != "P-256" || key.alg != "ES256" {
             return Err(VerifyError::BadKey(kid.to_string()));
         }
+        let key = Key::from_jwk(&key).ok_or_else(|| VerifyError::BadKey(kid.to_string()))?;
         keys.insert(
             kid.to_string(),
             Cached {
@@ -361,7 +372,7 @@ fn key_id(token: &str) -> Result<String, VerifyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jsonwebtoken::{EncodingKey, Header};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
     use p256::ecdsa::SigningKey;
     use p256::pkcs8::EncodePrivateKey;
     use rand_chacha::ChaCha8Rng;

@@ -480,6 +480,12 @@ pub fn plaid_id(rng: &mut ChaCha8Rng) -> String {
     (0..37).map(|_| B62[rng.gen_range(0..62)] as char).collect()
 }
 
+/// A fresh random [`uuid_like`] id (tokens, sessions: not part of the deterministic data).
+pub fn random_uuid() -> String {
+    use rand::SeedableRng;
+    uuid_like(&mut ChaCha8Rng::from_rng(rand::thread_rng()).expect("thread_rng seeds"))
+}
+
 pub fn uuid_like(rng: &mut ChaCha8Rng) -> String {
     let hex: String = (0..32)
         .map(|_| format!("{:x}", rng.gen_range(0..16u8)))

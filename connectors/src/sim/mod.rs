@@ -8,12 +8,14 @@
 //! - `cursor`: the `/transactions/sync` cursor (a window of the log and a page in it).
 //! - [`webhooks`]: Plaid's webhook payloads, signed as Plaid signs them.
 //! - [`faults`]: the failures a test can switch on.
+//! - [`link`]: the Plaid Link stand-in a browser opens (institution, login, `onSuccess`).
 //! - [`server`]: the HTTP API over a [`Simulator`].
 
 mod cursor;
 pub mod data;
 pub mod faults;
 mod item;
+pub mod link;
 mod log;
 pub mod server;
 pub mod webhooks;
@@ -47,6 +49,9 @@ pub struct SimConfig {
     /// The simulated "today" (defaults to the real date).
     pub today: NaiveDate,
     pub faults: Faults,
+    /// The delay before a webhook's first retry (Plaid: 30 s; each further one is 4 times
+    /// longer). Tests shorten it.
+    pub webhook_retry: std::time::Duration,
 }
 
 impl Default for SimConfig {
@@ -58,6 +63,7 @@ impl Default for SimConfig {
             secret: None,
             today: chrono::Local::now().date_naive(),
             faults: Faults::default(),
+            webhook_retry: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -85,9 +91,15 @@ pub(crate) struct SimState {
     /// Access tokens of removed items: they answer `ITEM_NOT_FOUND`.
     pub removed_tokens: HashSet<String>,
     pub public_tokens: HashMap<String, String>,
+    /// Link tokens from `/link/token/create`, each opening one Link session.
+    pub(crate) link_tokens: HashMap<String, link::LinkSession>,
     ordinals: HashMap<String, u32>,
     pub fault_rng: ChaCha8Rng,
     pub signer: WebhookSigner,
+    /// Keys rotated out, as `/webhook_verification_key/get` serves them (with `expired_at`).
+    pub retired_keys: HashMap<String, serde_json::Value>,
+    /// Every webhook delivery attempt.
+    pub deliveries: Vec<webhooks::Delivery>,
 }
 
 /// A handle on one simulator; clones share it.
@@ -148,9 +160,12 @@ impl Simulator {
                 tokens: HashMap::new(),
                 removed_tokens: HashSet::new(),
                 public_tokens: HashMap::new(),
+                link_tokens: HashMap::new(),
                 ordinals: HashMap::new(),
                 fault_rng,
                 signer,
+                retired_keys: HashMap::new(),
+                deliveries: Vec::new(),
             })),
         }
     }
@@ -205,16 +220,51 @@ impl Simulator {
         true
     }
 
-    /// Sign and send a webhook (in the background).
+    /// Sign and send a webhook (in the background), retried as Plaid retries.
     pub fn send_webhook(&self, url: String, payload: serde_json::Value) {
-        let (body, jwt) = self.sign_webhook(&payload);
-        webhooks::deliver(url, body, jwt);
+        self.deliver(url, payload);
+    }
+
+    /// Every webhook delivery attempt so far.
+    pub fn deliveries(&self) -> Vec<webhooks::Delivery> {
+        self.lock().deliveries.clone()
+    }
+
+    /// Rotate the webhook signing key, as Plaid does: webhooks are signed with a new key
+    /// (a new `kid`); the old key is still served, with `expired_at` set to now. Returns the
+    /// new `kid`.
+    pub fn rotate_webhook_key(&self) -> String {
+        let mut s = self.lock();
+        let next = WebhookSigner::new(&mut s.fault_rng);
+        let old = std::mem::replace(&mut s.signer, next);
+        s.retired_keys.insert(
+            old.kid.clone(),
+            old.expired_jwk(chrono::Utc::now().timestamp()),
+        );
+        s.signer.kid.clone()
     }
 
     /// A webhook as this simulator would send it: the exact body and its
     /// `Plaid-Verification` header value.
     pub fn sign_webhook(&self, payload: &serde_json::Value) -> (String, String) {
         self.lock().signer.sign(payload)
+    }
+
+    /// The `Plaid-Verification` header value for any body bytes, signed now.
+    pub fn sign_webhook_body(&self, body: &str) -> String {
+        self.lock()
+            .signer
+            .sign_body_at(body, chrono::Utc::now().timestamp())
+    }
+
+    /// The signing key's public half, as `/webhook_verification_key/get` serves it.
+    pub fn webhook_jwk(&self) -> serde_json::Value {
+        self.lock().signer.jwk().clone()
+    }
+
+    /// [`Self::sign_webhook`] as if signed at `iat` (Unix seconds).
+    pub fn sign_webhook_at(&self, payload: &serde_json::Value, iat: i64) -> (String, String) {
+        self.lock().signer.sign_at(payload, iat)
     }
 
     /// Fire `SYNC_UPDATES_AVAILABLE` for items whose data changed, as Plaid does once

@@ -96,8 +96,12 @@ pub fn router(sim: Simulator) -> Router {
         .route_layer(middleware::from_fn_with_state(sim.clone(), inject_faults));
     Router::new()
         .merge(plaid)
+        .merge(super::link::router())
         .route("/sim/advance", post(sim_advance))
         .route("/sim/faults", get(sim_faults_get).post(sim_faults_set))
+        .route("/sim/webhook_key/rotate", post(sim_rotate_key))
+        .route("/sim/webhooks", get(sim_deliveries))
+        .route("/sim/webhooks/sign", post(sim_sign))
         .route("/sim/items/{item_id}/transactions", get(sim_ground_truth))
         .route("/sim/items/{item_id}/repair", post(sim_repair))
         .route("/sim/items/{item_id}/churn", post(sim_churn))
@@ -364,18 +368,28 @@ async fn link_token_create(
             "at least one product is required",
         ));
     }
-    let mut rng = rand::thread_rng();
-    let uuid: String = (0..32)
-        .map(|_| format!("{:x}", rng.gen_range(0..16u8)))
-        .collect();
     let lifetime = if update_mode {
         Duration::minutes(30)
     } else {
         Duration::hours(4)
     };
+    let link_token = format!("link-sandbox-{}", data::random_uuid());
+    let expires = Utc::now() + lifetime;
+    let item_id = match &req.access_token {
+        Some(t) => Some(item_for_token(&sim, t)?),
+        None => None,
+    };
+    sim.lock().link_tokens.insert(
+        link_token.clone(),
+        super::link::LinkSession {
+            webhook: req.webhook.clone(),
+            item_id,
+            expires,
+        },
+    );
     Ok(ok(json!({
-        "link_token": format!("link-sandbox-{}-{}-{}-{}-{}", &uuid[0..8], &uuid[8..12], &uuid[12..16], &uuid[16..20], &uuid[20..32]),
-        "expiration": (Utc::now() + lifetime).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "link_token": link_token,
+        "expiration": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     })))
 }
 
@@ -399,18 +413,7 @@ async fn sandbox_public_token_create(
     }
     let webhook = req.options.and_then(|o| o.webhook);
     let item_id = sim.create_item(&req.institution_id, webhook);
-    let mut rng = rand::thread_rng();
-    let uuid: String = (0..32)
-        .map(|_| format!("{:x}", rng.gen_range(0..16u8)))
-        .collect();
-    let token = format!(
-        "public-sandbox-{}-{}-{}-{}-{}",
-        &uuid[0..8],
-        &uuid[8..12],
-        &uuid[12..16],
-        &uuid[16..20],
-        &uuid[20..32]
-    );
+    let token = format!("public-sandbox-{}", data::random_uuid());
     sim.lock().public_tokens.insert(token.clone(), item_id);
     Ok(ok(json!({ "public_token": token })))
 }
@@ -529,6 +532,7 @@ async fn institutions_get_by_id(
         country_codes: vec!["US".into()],
         routing_numbers: vec![inst.routing.to_string()],
         oauth: false,
+        connection_availability: Some("SUPPORTED".into()),
     }})))
 }
 
@@ -776,6 +780,11 @@ async fn verification_key_get(
 ) -> Result<Response, PlaidErr> {
     let req: KeyRequest = parse(&sim, &headers, &body)?;
     let s = sim.lock();
+    if let Some(retired) = s.retired_keys.get(&req.key_id) {
+        let key = retired.clone();
+        drop(s);
+        return Ok(ok(json!({ "key": key })));
+    }
     if req.key_id != s.signer.kid {
         return Err(invalid_input(
             "INVALID_WEBHOOK_VERIFICATION_KEY_ID",
@@ -785,6 +794,25 @@ async fn verification_key_get(
     let key = s.signer.jwk().clone();
     drop(s);
     Ok(ok(json!({ "key": key })))
+}
+
+/// Rotate the webhook signing key (the old one is served with `expired_at`).
+async fn sim_rotate_key(State(sim): State<Simulator>) -> axum::Json<Value> {
+    axum::Json(json!({ "kid": sim.rotate_webhook_key() }))
+}
+
+/// A payload signed as the simulator signs webhooks: `{"body", "jwt"}` (for load tests that
+/// send them themselves).
+async fn sim_sign(State(sim): State<Simulator>, body: Bytes) -> Result<Response, PlaidErr> {
+    let payload: Value = serde_json::from_slice(&body)
+        .map_err(|e| invalid_request("INVALID_BODY", &format!("expected a JSON payload: {e}")))?;
+    let (body, jwt) = sim.sign_webhook(&payload);
+    Ok(axum::Json(json!({ "body": body, "jwt": jwt })).into_response())
+}
+
+/// Every webhook delivery attempt so far.
+async fn sim_deliveries(State(sim): State<Simulator>) -> axum::Json<Value> {
+    axum::Json(json!({ "deliveries": sim.deliveries() }))
 }
 
 async fn sim_faults_get(State(sim): State<Simulator>) -> axum::Json<Faults> {

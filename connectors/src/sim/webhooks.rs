@@ -49,7 +49,18 @@ impl WebhookSigner {
 
     /// The exact body bytes and the `Plaid-Verification` header value for a payload.
     pub fn sign(&self, payload: &Value) -> (String, String) {
+        self.sign_at(payload, chrono::Utc::now().timestamp())
+    }
+
+    /// [`Self::sign`] with a given `iat` (Unix seconds).
+    pub fn sign_at(&self, payload: &Value, iat: i64) -> (String, String) {
         let body = pretty_2_spaces(payload);
+        let jwt = self.sign_body_at(&body, iat);
+        (body, jwt)
+    }
+
+    /// The `Plaid-Verification` header value for these exact body bytes.
+    pub fn sign_body_at(&self, body: &str, iat: i64) -> String {
         let hex = crate::plaid::webhook::body_sha256(body.as_bytes());
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
@@ -60,11 +71,10 @@ impl WebhookSigner {
             request_body_sha256: String,
         }
         let claims = Claims {
-            iat: chrono::Utc::now().timestamp(),
+            iat,
             request_body_sha256: hex,
         };
-        let jwt = jsonwebtoken::encode(&header, &claims, &self.key).expect("ES256 signing works");
-        (body, jwt)
+        jsonwebtoken::encode(&header, &claims, &self.key).expect("ES256 signing works")
     }
 }
 
@@ -73,25 +83,77 @@ pub fn pretty_2_spaces(v: &Value) -> String {
     serde_json::to_string_pretty(v).expect("JSON values serialize")
 }
 
-/// POST a signed webhook; failures are logged, not retried.
-pub fn deliver(url: String, body: String, jwt: String) {
-    tokio::spawn(async move {
-        let result = reqwest::Client::new()
-            .post(&url)
-            .header("content-type", "application/json")
-            .header("Plaid-Verification", jwt)
-            .body(body)
-            .timeout(std::time::Duration::from_secs(10))
-            .send()
-            .await;
-        match result {
-            Ok(r) if r.status().is_success() => {}
-            Ok(r) => {
-                tracing::warn!(%url, status = %r.status(), "webhook receiver refused the webhook")
+/// How many times Plaid retries a webhook the receiver did not take: after 30 s, 2 min,
+/// 8 min, 32 min, 2 h 8 min and 8 h 32 min (the next, 34 h later, would pass 24 hours).
+pub const DELIVERY_RETRIES: u32 = 6;
+
+/// One attempt to deliver a webhook, as the simulator recorded it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    pub url: String,
+    pub webhook_code: String,
+    pub item_id: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The receiver's HTTP status; `None` when it did not answer within 10 s.
+    pub status: Option<u16>,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+impl WebhookSigner {
+    /// This key as `/webhook_verification_key/get` serves it once rotated out: with
+    /// `expired_at`.
+    pub fn expired_jwk(&self, at: i64) -> Value {
+        let mut jwk = self.jwk.clone();
+        jwk["expired_at"] = json!(at);
+        jwk
+    }
+}
+
+impl super::Simulator {
+    /// POST a webhook as Plaid does: signed afresh at each attempt, retried on any non-2xx
+    /// answer or none within 10 s, after the first retry delay (30 s, or the test's
+    /// `SimConfig::webhook_retry`) times 4 for each further attempt, [`DELIVERY_RETRIES`]
+    /// times at most. Every attempt is recorded ([`super::Simulator::deliveries`]).
+    pub(crate) fn deliver(&self, url: String, payload: Value) {
+        let sim = self.clone();
+        tokio::spawn(async move {
+            let first_delay = sim.lock().config.webhook_retry;
+            let code = payload["webhook_code"].as_str().unwrap_or("").to_string();
+            let item_id = payload["item_id"].as_str().unwrap_or("").to_string();
+            let client = reqwest::Client::new();
+            for attempt in 1..=DELIVERY_RETRIES + 1 {
+                let (body, jwt) = sim.sign_webhook(&payload);
+                let result = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("Plaid-Verification", jwt)
+                    .body(body)
+                    .timeout(std::time::Duration::from_secs(10))
+                    .send()
+                    .await;
+                let status = result.as_ref().ok().map(|r| r.status().as_u16());
+                sim.lock().deliveries.push(Delivery {
+                    url: url.clone(),
+                    webhook_code: code.clone(),
+                    item_id: item_id.clone(),
+                    attempt,
+                    status,
+                    at: chrono::Utc::now(),
+                });
+                match result {
+                    Ok(r) if r.status().is_success() => return,
+                    Ok(r) => {
+                        tracing::warn!(%url, status = %r.status(), attempt, "webhook receiver refused the webhook")
+                    }
+                    Err(e) => tracing::warn!(%url, error = %e, attempt, "webhook delivery failed"),
+                }
+                if attempt <= DELIVERY_RETRIES {
+                    tokio::time::sleep(first_delay * 4u32.pow(attempt - 1)).await;
+                }
             }
-            Err(e) => tracing::warn!(%url, error = %e, "webhook delivery failed"),
-        }
-    });
+        });
+    }
 }
 
 /// Plaid's `error_message` for `ITEM_LOGIN_REQUIRED`.

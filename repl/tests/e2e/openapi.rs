@@ -1,7 +1,8 @@
 //! Every simulator response, success and error, validated against Plaid's OpenAPI spec
 //! (`shared/reference/plaid/openapi-2020-09-14.yml` beside the repository, or the file
 //! `FINQ_PLAID_OPENAPI` names): required keys, types, nullability, nested objects. Enum
-//! values are not checked: Plaid's enums are extensible by design.
+//! values are not checked: Plaid's enums are extensible by design. And Plaid's official
+//! Python client (`tests/plaid_client_check.py`) takes every answer it asks for.
 
 use std::path::PathBuf;
 
@@ -302,4 +303,36 @@ fn the_validator_catches_what_plaid_would_not_send() {
         errors.iter().any(|e| e.contains("next_cursor")),
         "{errors:?}"
     );
+}
+
+/// Plaid's official Python client (plaid-python, as `scripts/test` installs it) takes every
+/// answer of the simulator: its models refuse a missing required field or a wrong type.
+#[test]
+fn plaids_official_client_accepts_the_simulator() {
+    let python = std::env::var("FINQ_PLAID_PYTHON").unwrap_or_else(|_| "python3".into());
+    let sim = Simulator::new(SimConfig {
+        seed: 12,
+        transactions: 700,
+        ..Default::default()
+    });
+    let url = finq_e2e::serve_on_own_runtime(&sim);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/plaid_client_check.py"
+    );
+    let out = std::process::Command::new(&python)
+        .arg(script)
+        .arg(&url)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {python}: {e} (scripts/test sets FINQ_PLAID_PYTHON)")
+        });
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("No module named 'plaid'"),
+        "plaid-python is not installed for {python}: run the tests through scripts/test"
+    );
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("14 calls accepted"), "{stdout}");
 }

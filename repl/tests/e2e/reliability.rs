@@ -14,7 +14,7 @@ use finq_connectors::plaid::PlaidClient;
 use finq_connectors::plaid::link::link_sandbox_institution;
 use finq_connectors::sim::{Faults, SimConfig, Simulator};
 use finq_core::vault::TokenVault;
-use finq_e2e::{TxState, state_diff, state_of, stored_state};
+use finq_e2e::{TxState, serve_on_own_runtime, state_diff, state_of, stored_state};
 use rand::{Rng, SeedableRng};
 use secrecy::SecretString;
 use sqlx::PgPool;
@@ -53,26 +53,6 @@ async fn setup(pool: &PgPool, seed: u64, transactions: usize) -> Setup {
         db_url: format!("{prefix}/{db}"),
         data: tempfile::tempdir().unwrap(),
     }
-}
-
-/// The test waits for child processes with blocking calls, so the simulator they talk to
-/// runs on a runtime of its own.
-fn serve_on_own_runtime(sim: &Simulator) -> String {
-    let sim = sim.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let server = sim.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
-            tx.send(server.base_url.clone()).unwrap();
-            std::future::pending::<()>().await;
-        });
-    });
-    rx.recv().unwrap()
 }
 
 fn finq_sync(s: &Setup) -> Child {

@@ -14,29 +14,14 @@ use serde_json::{Value, json};
 use sha2::Digest;
 use sqlx::PgPool;
 
-/// A webhook receiver that keeps what it gets.
 /// A Plaid call whose body is just the access token.
 async fn with_token(base: &str, path: &str, token: &str) -> (u16, serde_json::Value) {
     post(&format!("{base}{path}"), json!({ "access_token": token })).await
 }
 
+/// A webhook receiver that keeps what it gets.
 async fn receiver() -> (String, Arc<Mutex<Vec<(HeaderMap, Bytes)>>>) {
-    let got: Arc<Mutex<Vec<(HeaderMap, Bytes)>>> = Arc::default();
-    let store = got.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-            let store = store.clone();
-            async move {
-                store.lock().unwrap().push((headers, body));
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, got)
+    flaky_receiver(0).await
 }
 
 async fn wait_for(got: &Arc<Mutex<Vec<(HeaderMap, Bytes)>>>, n: usize) {
@@ -561,4 +546,112 @@ async fn webhook_url_given_at_link_time_and_moved_later(pool: PgPool) {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Some("INVALID_FIELD"));
+}
+
+/// A receiver that answers 500 to its first `failures` requests, then 200; what it got.
+async fn flaky_receiver(failures: usize) -> (String, Arc<Mutex<Vec<(HeaderMap, Bytes)>>>) {
+    let got: Arc<Mutex<Vec<(HeaderMap, Bytes)>>> = Arc::default();
+    let store = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let store = store.clone();
+            async move {
+                let mut got = store.lock().unwrap();
+                got.push((headers, body));
+                if got.len() <= failures {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    axum::http::StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, got)
+}
+
+#[tokio::test]
+async fn webhooks_are_retried_as_plaid_retries_them_and_signing_keys_rotate() {
+    let first_retry = std::time::Duration::from_millis(40);
+    let sim = Simulator::new(SimConfig {
+        seed: 8,
+        transactions: 20,
+        webhook_retry: first_retry,
+        ..Default::default()
+    });
+    let server = sim.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let client = PlaidClient::new(&server.base_url, "id", "secret".to_string().into());
+    let verifier = WebhookVerifier::new(client.clone());
+
+    // Refused twice, taken the third time: retried after 40 ms, then 160 ms, each attempt
+    // signed afresh over the same body.
+    let (hook, got) = flaky_receiver(2).await;
+    let payload = finq_connectors::sim::webhook_payload("DEFAULT_UPDATE", "item-1", 3);
+    sim.send_webhook(hook.clone(), payload.clone());
+    wait_for(&got, 3).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let deliveries = sim.deliveries();
+    let attempts: Vec<(u32, Option<u16>)> =
+        deliveries.iter().map(|d| (d.attempt, d.status)).collect();
+    assert_eq!(attempts, [(1, Some(500)), (2, Some(500)), (3, Some(200))]);
+    let gap = |i: usize| (deliveries[i].at - deliveries[i - 1].at).to_std().unwrap();
+    assert!(gap(1) >= first_retry, "{:?}", gap(1));
+    assert!(gap(2) >= first_retry * 4, "{:?}", gap(2));
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 3, "no attempt after the one taken");
+    for (headers, body) in &got {
+        assert_eq!(body, &got[0].1);
+        let jwt = headers["plaid-verification"].to_str().unwrap();
+        verifier.verify(Some(jwt), body).await.unwrap();
+    }
+
+    // Key rotation: new webhooks carry a new kid and verify; the old key is still served,
+    // with expired_at, so what it signed is refused by a verifier that fetches it now.
+    let old_kid = sim.webhook_key_id();
+    let (old_body, old_token) = sim.sign_webhook(&payload);
+    let (status, rotated) = post(
+        &format!("{}/sim/webhook_key/rotate", server.base_url),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let new_kid = rotated["kid"].as_str().unwrap().to_string();
+    assert_ne!(new_kid, old_kid);
+    assert_eq!(sim.webhook_key_id(), new_kid);
+    let (body, token) = sim.sign_webhook(&payload);
+    verifier
+        .verify(Some(&token), body.as_bytes())
+        .await
+        .unwrap();
+    let (status, old_key) = post(
+        &format!("{}/webhook_verification_key/get", server.base_url),
+        json!({ "client_id": "id", "secret": "secret", "key_id": old_kid }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(old_key["key"]["expired_at"].as_i64().is_some(), "{old_key}");
+    let fresh = WebhookVerifier::new(client);
+    assert!(matches!(
+        fresh.verify(Some(&old_token), old_body.as_bytes()).await,
+        Err(VerifyError::KeyExpired(_))
+    ));
+
+    // A receiver that never takes it: the first attempt and six retries, then no more.
+    let sim = Simulator::new(SimConfig {
+        seed: 8,
+        transactions: 20,
+        webhook_retry: std::time::Duration::from_millis(2),
+        ..Default::default()
+    });
+    let (hook, got) = flaky_receiver(usize::MAX).await;
+    sim.send_webhook(hook, payload);
+    wait_for(&got, 7).await;
+    // The last delay was 2 ms × 4⁵ ≈ 2 s; another attempt would come 8 s later.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(got.lock().unwrap().len(), 7);
+    assert_eq!(sim.deliveries().last().unwrap().attempt, 7);
+    server.stop().await;
 }

@@ -7,6 +7,11 @@
 //! commit. Item health (`ERROR`, `PENDING_EXPIRATION`, …) is recorded on the item at once.
 //! One worker runs the queued syncs through the pipeline; a job still running when the
 //! server is killed is taken again once its lease passes.
+//!
+//! [`link`]: the Link page for the owner (a per-server secret in its URL), to link a bank
+//! in a browser or repair a login.
+
+pub mod link;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,11 +26,13 @@ use serde_json::{Value, json};
 
 use crate::app::App;
 use finq_connectors::plaid::items;
-use finq_connectors::plaid::webhook::{ItemEnvironments, WebhookVerifier, record_event};
+use finq_connectors::plaid::webhook::{ItemEnvironments, WebhookVerifier};
 use finq_core::jobs;
 use finq_core::pipeline::Stages;
 
 use crate::pipeline;
+use finq_connectors::plaid::connect::Connections;
+pub use link::OwnerSecret;
 
 /// Plaid's webhooks are small; anything larger is refused unread.
 const MAX_WEBHOOK_BYTES: usize = 64 * 1024;
@@ -41,28 +48,81 @@ struct ServerState {
     verifier: WebhookVerifier<ItemEnvironments>,
     /// Wakes the worker when a job is queued.
     wake: tokio::sync::Notify,
+    /// The Link page's secret.
+    secret: OwnerSecret,
+    /// The Link page answers only to loopback `Host` names.
+    loopback_only: bool,
+    /// Plaid clients for the Link page (and the in-process simulator, when it links).
+    links: tokio::sync::Mutex<Connections>,
+    known_items: KnownItems,
+}
+
+/// Which items finq has, as webhooks ask: an item seen in the last few seconds is taken as
+/// known without a query (a burst of webhooks costs one lookup); others are looked up.
+#[derive(Default)]
+struct KnownItems(std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>);
+
+impl KnownItems {
+    const FRESH: Duration = Duration::from_secs(5);
+
+    async fn contains(&self, pool: &sqlx::PgPool, item_id: &str) -> Result<bool, sqlx::Error> {
+        if item_id.is_empty() {
+            return Ok(false);
+        }
+        {
+            let seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.get(item_id).is_some_and(|t| t.elapsed() < Self::FRESH) {
+                return Ok(true);
+            }
+        }
+        let known = items::exists(pool, item_id).await?;
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if known {
+            seen.insert(item_id.to_string(), std::time::Instant::now());
+        } else {
+            seen.remove(item_id);
+        }
+        Ok(known)
+    }
+}
+
+/// How the server is reached.
+pub struct ServeOptions {
+    pub secret: OwnerSecret,
+    /// Listening on loopback: the Link page refuses other `Host` names.
+    pub loopback_only: bool,
 }
 
 /// The queue's worker; [`Worker::shutdown`] lets the running job finish.
 pub struct Worker {
     stop: tokio::sync::watch::Sender<bool>,
     handle: tokio::task::JoinHandle<()>,
+    state: Arc<ServerState>,
 }
 
 impl Worker {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.handle.await;
+        let mut links = self.state.links.lock().await;
+        std::mem::replace(&mut *links, Connections::new(&self.state.app.settings))
+            .stop()
+            .await;
     }
 }
 
 /// The routes, and the worker that runs the jobs they queue.
-pub fn router(app: App) -> (Router, Worker) {
+pub fn router(app: App, options: ServeOptions) -> (Router, Worker) {
     let verifier = WebhookVerifier::new(ItemEnvironments::new(app.pool.clone(), &app.settings));
+    let links = tokio::sync::Mutex::new(Connections::new(&app.settings));
     let state = Arc::new(ServerState {
         app,
         verifier,
         wake: tokio::sync::Notify::new(),
+        secret: options.secret,
+        loopback_only: options.loopback_only,
+        links,
+        known_items: KnownItems::default(),
     });
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let handle = tokio::spawn(work(state.clone(), stopped));
@@ -72,17 +132,88 @@ pub fn router(app: App) -> (Router, Worker) {
             "/plaid/webhook",
             post(webhook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
         )
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state);
-    (router, Worker { stop, handle })
+        .merge(link::routes(state.clone()))
+        .layer(
+            // The path only: the Link page's URL carries its secret in the query.
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |req: &axum::http::Request<axum::body::Body>| {
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+                },
+            ),
+        )
+        .with_state(state.clone());
+    (
+        router,
+        Worker {
+            stop,
+            handle,
+            state,
+        },
+    )
+}
+
+/// Where a running `finq serve` says how to reach its Link page (owner-only file).
+pub fn serve_file(settings: &finq_core::config::Settings) -> std::path::PathBuf {
+    settings.data_dir.join("serve.json")
+}
+
+/// The Link page's URL of a running `finq serve` on this data directory, if one answers.
+pub async fn running_link_page(settings: &finq_core::config::Settings) -> Option<String> {
+    let text = std::fs::read_to_string(serve_file(settings)).ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    let (base, link) = (v["url"].as_str()?, v["link"].as_str()?);
+    let alive = reqwest::Client::new()
+        .get(format!("{base}/healthz"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success());
+    alive.then(|| link.to_string())
+}
+
+fn write_owner_only(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
 }
 
 pub async fn serve(app: App, addr: SocketAddr) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    let (router, worker) = router(app);
-    eprintln!("finq serve: listening on http://{}", listener.local_addr()?);
+    let local = listener.local_addr()?;
+    let secret = OwnerSecret::random();
+    // A browser on this machine reaches an unspecified address through loopback.
+    let shown = if local.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), local.port())
+    } else {
+        local
+    };
+    let base = format!("http://{shown}");
+    let link_url = format!("{base}/link?token={}", secret.expose());
+    let file = serve_file(&app.settings);
+    if let Err(e) = write_owner_only(
+        &file,
+        &json!({ "url": base, "link": link_url, "pid": std::process::id() }).to_string(),
+    ) {
+        tracing::warn!(error = %e, path = %file.display(), "could not record the Link page's address");
+    }
+    let (router, worker) = router(
+        app,
+        ServeOptions {
+            secret,
+            loopback_only: local.ip().is_loopback(),
+        },
+    );
+    eprintln!("finq serve: listening on http://{local}");
+    // The secret goes to the terminal (stdout), never to the log.
+    println!("Link a bank in your browser: {link_url}");
     axum::serve(listener, router)
         .with_graceful_shutdown(async {
             // Ctrl-C, or SIGTERM as service managers send it.
@@ -97,6 +228,7 @@ pub async fn serve(app: App, addr: SocketAddr) -> Result<()> {
         })
         .await?;
     worker.shutdown().await;
+    let _ = std::fs::remove_file(&file);
     Ok(())
 }
 
@@ -286,7 +418,7 @@ async fn webhook(
     );
     tracing::info!(%kind, %code, %item_id, "webhook received");
     let action = action(&kind, &code, &payload);
-    let known = match items::exists(&state.app.pool, &item_id).await {
+    let known = match state.known_items.contains(&state.app.pool, &item_id).await {
         Ok(k) => k,
         Err(e) => return unavailable(&e),
     };
@@ -305,26 +437,20 @@ async fn webhook(
             return unavailable(&e);
         }
     }
-    let stored = async {
-        let mut tx = state.app.pool.begin().await?;
-        let outcome = match (&action, known) {
-            (_, false) if !item_id.is_empty() => "unknown_item",
-            (Action::Sync | Action::Repaired, true) => {
-                if jobs::enqueue(&mut tx, SYNC_JOB, &item_id).await? {
-                    "queued"
-                } else {
-                    "coalesced"
-                }
-            }
-            (Action::ItemError(_), true) => "recorded",
-            _ => "ignored",
-        };
-        record_event(&mut tx, &body, &kind, &code, &item_id, outcome).await?;
-        tx.commit().await?;
-        Ok::<_, sqlx::Error>(outcome)
-    }
+    let stored = jobs::intake(
+        &state.app.pool,
+        jobs::Webhook {
+            body: &body,
+            webhook_type: &kind,
+            webhook_code: &code,
+            item_id: &item_id,
+            known,
+            job: matches!(action, Action::Sync | Action::Repaired).then_some(SYNC_JOB),
+            health: matches!(action, Action::ItemError(_)),
+        },
+    )
     .await;
-    match stored {
+    match stored.as_deref() {
         Ok(outcome) => {
             if matches!(outcome, "queued" | "coalesced") {
                 state.wake.notify_one();
@@ -339,6 +465,9 @@ async fn webhook(
 }
 
 #[cfg(test)]
+mod attacks;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use finq_connectors::sim::{SimConfig, Simulator};
@@ -346,11 +475,20 @@ mod tests {
     use finq_core::vault::TokenVault;
     use tower::ServiceExt;
 
-    #[sqlx::test(migrator = "finq_core::MIGRATOR")]
-    async fn sync_updates_available_webhook_syncs_that_item(pool: sqlx::PgPool) {
+    /// A simulator serving on loopback, an app on the test's database that talks to it
+    /// (polling off: tests drive it), and one item linked.
+    pub(super) struct Setup {
+        pub sim: Simulator,
+        pub sim_server: finq_connectors::sim::SimServer,
+        pub app: App,
+        pub item: String,
+        _data: tempfile::TempDir,
+    }
+
+    pub(super) async fn setup(pool: &sqlx::PgPool, seed: u64, transactions: usize) -> Setup {
         let sim = Simulator::new(SimConfig {
-            seed: 2,
-            transactions: 120,
+            seed,
+            transactions,
             ..Default::default()
         });
         let sim_server = sim.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -362,7 +500,6 @@ mod tests {
         let settings = Settings::from_env_fn(|k| match k {
             "FINQ_DATA_DIR" => Some(data.clone()),
             "PLAID_BASE_URL" => Some(base.clone()),
-            // Polling is driven by hand below.
             "FINQ_POLL_AFTER_HOURS" => Some("0".into()),
             _ => None,
         })
@@ -382,10 +519,34 @@ mod tests {
         .await
         .unwrap()
         .item_id;
+        Setup {
+            sim,
+            sim_server,
+            app,
+            item,
+            _data: dir,
+        }
+    }
+
+    #[sqlx::test(migrator = "finq_core::MIGRATOR")]
+    async fn sync_updates_available_webhook_syncs_that_item(pool: sqlx::PgPool) {
+        let s = setup(&pool, 2, 120).await;
+        let (sim, app, item, dir_path) = (
+            s.sim.clone(),
+            s.app.clone(),
+            s.item.clone(),
+            s.app.settings.data_dir.clone(),
+        );
 
         // Each request goes through the router as the server would route it.
         let app_handle = app.clone();
-        let (app, _worker) = router(app);
+        let (app, _worker) = router(
+            app,
+            ServeOptions {
+                secret: OwnerSecret::random(),
+                loopback_only: true,
+            },
+        );
         let call = |method: &str, uri: &str, body: String, token: Option<String>| {
             let mut request = axum::http::Request::builder().method(method).uri(uri);
             if let Some(t) = token {
@@ -468,7 +629,7 @@ mod tests {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             let n = rows().await;
-            if n == 120 && dir.path().join("finq.duckdb").exists() {
+            if n == 120 && dir_path.join("finq.duckdb").exists() {
                 break;
             }
             assert!(

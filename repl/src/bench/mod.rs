@@ -5,6 +5,11 @@
 //!
 //! `finq bench pipeline`: the whole pipeline, first run, no-op run, incremental run, and
 //! dashboard queries on DuckDB against PostgreSQL (see [`pipeline`]).
+//!
+//! `finq bench webhooks`: `finq serve` under load, and how fresh DuckDB is after a webhook
+//! (see [`webhooks`]).
+
+pub mod webhooks;
 
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -374,6 +379,55 @@ const AGGREGATES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// What a benchmark runs against: an app on the throwaway database with its own data
+/// directory (polling off), and the simulator of `transactions` in its own process.
+struct Bench {
+    app: App,
+    sim: tokio::process::Child,
+    url: String,
+    data: tempfile::TempDir,
+}
+
+async fn bench_app(base: &PgConnectOptions, name: &str, transactions: usize) -> Result<Bench> {
+    let pool = finq_core::db::connect_with(base.clone().database(name)).await?;
+    let (sim, url) = spawn_simulator(transactions).await?;
+    let data = tempfile::tempdir()?;
+    let (data_dir, sim_url) = (data.path().display().to_string(), url.clone());
+    let settings = Settings::from_env_fn(|k| match k {
+        "FINQ_DATA_DIR" => Some(data_dir.clone()),
+        "PLAID_BASE_URL" => Some(sim_url.clone()),
+        "FINQ_POLL_AFTER_HOURS" => Some("0".into()),
+        _ => None,
+    })?;
+    let app = App {
+        settings,
+        pool,
+        vault: std::sync::Arc::new(TokenVault::from_key(&rand_key())),
+    };
+    Ok(Bench {
+        app,
+        sim,
+        url,
+        data,
+    })
+}
+
+/// Link First Platypus Bank of the benchmark's simulator, with `webhook`; its item id.
+async fn bench_link(app: &App, sim_url: &str, webhook: Option<String>) -> Result<String> {
+    let client = PlaidClient::new(sim_url, "bench", SecretString::from("bench-secret"));
+    let linked = link_sandbox_institution(
+        &app.pool,
+        &client,
+        &app.vault,
+        "ins_109508",
+        "sim",
+        webhook,
+        |_| None,
+    )
+    .await?;
+    Ok(linked.item_id)
+}
+
 async fn run_pipeline(
     base: &PgConnectOptions,
     name: &str,
@@ -381,25 +435,14 @@ async fn run_pipeline(
     changes: usize,
     repeat: usize,
 ) -> Result<serde_json::Value> {
-    let pool = finq_core::db::connect_with(base.clone().database(name)).await?;
-    let (mut sim, url) = spawn_simulator(transactions).await?;
-    let data = tempfile::tempdir()?;
-    let (data_dir, sim_url) = (data.path().display().to_string(), url.clone());
-    let settings = Settings::from_env_fn(|k| match k {
-        "FINQ_DATA_DIR" => Some(data_dir.clone()),
-        "PLAID_BASE_URL" => Some(sim_url.clone()),
-        _ => None,
-    })?;
-    let vault = std::sync::Arc::new(TokenVault::from_key(&rand_key()));
-    let client = PlaidClient::new(&url, "bench", SecretString::from("bench-secret"));
-    let item =
-        link_sandbox_institution(&pool, &client, &vault, "ins_109508", "sim", None, |_| None)
-            .await?;
-    let app = App {
-        settings,
-        pool: pool.clone(),
-        vault,
-    };
+    let Bench {
+        app,
+        mut sim,
+        url,
+        data: _data,
+    } = bench_app(base, name, transactions).await?;
+    let pool = app.pool.clone();
+    let item = bench_link(&app, &url, None).await?;
     let plan = crate::pipeline::plan(&app)?;
     let ctx = RunContext::new(pool.clone());
     let run = async || {
@@ -452,7 +495,7 @@ async fn run_pipeline(
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0);
     for _ in 0..repeat {
         reqwest::Client::new()
-            .post(format!("{url}/sim/items/{}/churn", item.item_id))
+            .post(format!("{url}/sim/items/{item}/churn"))
             .json(&serde_json::json!({ "changes": changes }))
             .send()
             .await?

@@ -1,0 +1,333 @@
+//! `finq bench webhooks`: `finq serve`'s webhook endpoint under load, and freshness.
+//!
+//! The server runs in this process on a loopback port, against a throwaway database, with
+//! the simulator in its own process (standing in for Plaid: it serves the verification
+//! key, signs the webhooks and fires them). One item of `transactions` is linked with the
+//! server as its webhook URL, synced and mirrored.
+//!
+//! - Load: `concurrency` senders post `requests` genuine webhooks (signed by the simulator,
+//!   each fully verified and stored by the server) over keep-alive connections; verified
+//!   webhooks per second and the time to each answer. Twice: webhooks that need no sync,
+//!   then a mix in which two in three call for one (they coalesce into the item's waiting
+//!   job, and the worker syncs throughout).
+//! - Freshness: the simulator changes `changes` transactions and fires
+//!   `SYNC_UPDATES_AVAILABLE` as Plaid does; the time until the sync job it makes is done,
+//!   which is when the changes are in DuckDB (checked: the mirror's count equals
+//!   PostgreSQL's).
+//!
+//! The last line printed is one JSON object.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use finq_core::pipeline::Stages;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
+
+use super::{Bench, bench_app, bench_database, drop_database, median, round};
+use crate::app::App;
+use crate::server::{OwnerSecret, ServeOptions, router};
+
+pub async fn run(
+    transactions: usize,
+    changes: usize,
+    requests: usize,
+    concurrency: usize,
+    repeat: usize,
+) -> Result<ExitCode> {
+    if transactions < 1000 {
+        bail!("--transactions must be at least 1000");
+    }
+    if concurrency == 0 || requests < concurrency {
+        bail!("--requests must be at least --concurrency, which must be at least 1");
+    }
+    let (base, name) = bench_database().await?;
+    let result = measure(
+        &base,
+        &name,
+        transactions,
+        changes,
+        requests,
+        concurrency,
+        repeat.max(1),
+    )
+    .await;
+    drop_database(&base, &name).await;
+    let figures = result?;
+    println!("{}", serde_json::to_string(&figures)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn measure(
+    base: &PgConnectOptions,
+    name: &str,
+    transactions: usize,
+    changes: usize,
+    requests: usize,
+    concurrency: usize,
+    repeat: usize,
+) -> Result<Value> {
+    let Bench {
+        app,
+        mut sim,
+        url: sim_url,
+        data: _data,
+    } = bench_app(base, name, transactions).await?;
+    let pool = app.pool.clone();
+
+    // The server, as `finq serve` runs it.
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let addr = listener.local_addr()?;
+    let (routes, worker) = router(
+        app.clone(),
+        ServeOptions {
+            secret: OwnerSecret::random(),
+            loopback_only: true,
+        },
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, routes)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let hook = format!("http://{addr}/plaid/webhook");
+
+    let item = super::bench_link(&app, &sim_url, Some(hook.clone())).await?;
+    let t = Instant::now();
+    let report = crate::pipeline::run(&app, Stages::All, None, false).await?;
+    if !report.ok() {
+        bail!("the first run failed");
+    }
+    eprintln!(
+        "linked, synced and mirrored {transactions} transactions in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let http = reqwest::Client::new();
+
+    // Load: genuine webhooks, signed by the simulator (valid for five minutes).
+    let sign = |payload: Value| {
+        let (http, url) = (http.clone(), format!("{sim_url}/sim/webhooks/sign"));
+        async move {
+            let signed: Value = http
+                .post(url)
+                .json(&payload)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            Ok::<_, anyhow::Error>((
+                signed["body"].as_str().context("body")?.to_string(),
+                signed["jwt"].as_str().context("jwt")?.to_string(),
+            ))
+        }
+    };
+    let mut signed = Vec::new();
+    for code in [
+        "WEBHOOK_UPDATE_ACKNOWLEDGED",
+        "SYNC_UPDATES_AVAILABLE",
+        "DEFAULT_UPDATE",
+    ] {
+        signed.push(sign(finq_connectors::sim::webhook_payload(code, &item, 1)).await?);
+    }
+    // Warm up: the verification key is fetched once, connections opened.
+    for (body, jwt) in &signed {
+        post(&http, &hook, body, jwt).await?;
+    }
+    wait_idle(&pool).await?;
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events")
+        .fetch_one(&pool)
+        .await?;
+    // Webhooks that need no sync (stored and acknowledged), then a mix in which two in
+    // three call for a sync: they coalesce, and the worker syncs the whole time.
+    let quiet = load(&hook, &signed[..1], requests, concurrency).await?;
+    eprintln!("{} (no syncs)", quiet.describe(requests, concurrency));
+    wait_idle(&pool).await?;
+    let mixed = load(&hook, &signed, requests, concurrency).await?;
+    eprintln!(
+        "{} (two in three call for a sync)",
+        mixed.describe(requests, concurrency)
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events")
+        .fetch_one(&pool)
+        .await?;
+    if ((stored - before) as usize) < 2 * requests {
+        bail!(
+            "only {} of {} webhooks were stored",
+            stored - before,
+            2 * requests
+        );
+    }
+
+    // Freshness: changes at the bank → webhook → sync job → DuckDB.
+    let mut fresh = Vec::new();
+    for _ in 0..repeat {
+        wait_idle(&pool).await?;
+        let last_job: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM jobs")
+            .fetch_one(&pool)
+            .await?;
+        let t = Instant::now();
+        http.post(format!("{sim_url}/sim/items/{item}/churn"))
+            .json(&json!({ "changes": changes }))
+            .send()
+            .await?
+            .error_for_status()?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let done: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM jobs WHERE id > $1 AND state = 'done')",
+            )
+            .bind(last_job)
+            .fetch_one(&pool)
+            .await?;
+            if done {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("no webhook-driven sync finished within a minute");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        fresh.push(ms);
+        eprintln!("{changes} changes at the bank visible in DuckDB after {ms:.0} ms");
+    }
+    wait_idle(&pool).await?;
+    worker.shutdown().await;
+    let _ = stop.send(());
+    let _ = server.await;
+    let in_duckdb = duckdb_count(&app)?;
+    let in_postgres: i64 = sqlx::query_scalar("SELECT count(*) FROM plaid_transactions")
+        .fetch_one(&pool)
+        .await?;
+    if in_duckdb != in_postgres {
+        bail!("DuckDB holds {in_duckdb} transactions, PostgreSQL {in_postgres}");
+    }
+    let _ = sim.kill().await;
+    let worst = fresh.iter().copied().fold(0.0, f64::max);
+    Ok(json!({
+        "benchmark": "webhooks",
+        "transactions": transactions,
+        "requests": requests,
+        "concurrency": concurrency,
+        "webhooks_per_s": round(quiet.per_s, 0),
+        "answer_p50_ms": round(quiet.p50, 2),
+        "answer_p99_ms": round(quiet.p99, 2),
+        "mixed_webhooks_per_s": round(mixed.per_s, 0),
+        "mixed_answer_p50_ms": round(mixed.p50, 2),
+        "mixed_answer_p99_ms": round(mixed.p99, 2),
+        "changes": changes,
+        "freshness_median_ms": round(median(fresh), 0),
+        "freshness_worst_ms": round(worst, 0),
+    }))
+}
+
+struct Load {
+    per_s: f64,
+    p50: f64,
+    p99: f64,
+}
+
+impl Load {
+    fn describe(&self, requests: usize, concurrency: usize) -> String {
+        format!(
+            "{requests} verified webhooks from {concurrency} senders: {:.0}/s, answer p50 {:.2} ms, p99 {:.2} ms",
+            self.per_s, self.p50, self.p99
+        )
+    }
+}
+
+/// `requests` webhooks (taken in turn from `signed`) from `concurrency` senders, each on its
+/// own keep-alive connection.
+async fn load(
+    hook: &str,
+    signed: &[(String, String)],
+    requests: usize,
+    concurrency: usize,
+) -> Result<Load> {
+    let signed = Arc::new(signed.to_vec());
+    let t = Instant::now();
+    let mut senders = tokio::task::JoinSet::new();
+    for sender in 0..concurrency {
+        let (http, hook, signed) = (reqwest::Client::new(), hook.to_string(), signed.clone());
+        let count = requests / concurrency + usize::from(sender < requests % concurrency);
+        senders.spawn(async move {
+            let mut times = Vec::with_capacity(count);
+            for i in 0..count {
+                let (body, jwt) = &signed[(sender + i) % signed.len()];
+                let t = Instant::now();
+                post(&http, &hook, body, jwt).await?;
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            Ok::<_, anyhow::Error>(times)
+        });
+    }
+    let mut times = Vec::with_capacity(requests);
+    for result in senders.join_all().await {
+        times.extend(result?);
+    }
+    let elapsed = t.elapsed().as_secs_f64();
+    times.sort_by(f64::total_cmp);
+    Ok(Load {
+        per_s: requests as f64 / elapsed,
+        p50: percentile(&times, 0.5),
+        p99: percentile(&times, 0.99),
+    })
+}
+
+async fn post(http: &reqwest::Client, hook: &str, body: &str, jwt: &str) -> Result<()> {
+    let response = http
+        .post(hook)
+        .header("Plaid-Verification", jwt)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!("the server answered {}", response.status());
+    }
+    Ok(())
+}
+
+/// Until no sync job is queued or running.
+async fn wait_idle(pool: &PgPool) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sqlx::query_scalar::<_, bool>(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('queued', 'running'))",
+    )
+    .fetch_one(pool)
+    .await?
+    {
+        if Instant::now() > deadline {
+            bail!("the job queue did not drain");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+fn duckdb_count(app: &App) -> Result<i64> {
+    let mut engine = finq_analytics::query::QueryEngine::open(
+        &app.settings.duckdb_path(),
+        finq_analytics::query::Trust::User,
+    )?;
+    let rows = engine.run("SELECT count(*) FROM transactions")?.rows();
+    rows.first()
+        .and_then(|r| r.first())
+        .and_then(|v| v.as_deref())
+        .context("no count")?
+        .parse()
+        .context("a count")
+}
