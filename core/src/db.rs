@@ -55,6 +55,11 @@ pub async fn connect_with(opts: PgConnectOptions) -> Result<PgPool, DbError> {
     let pool = PgPoolOptions::new()
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(30))
+        // No ping before each use: it doubles the round trips of every short query (a
+        // webhook's). A connection that died is found by the query that uses it, and
+        // connections idle for a while are closed anyway.
+        .test_before_acquire(false)
+        .idle_timeout(Duration::from_secs(60))
         .connect_with(opts)
         .await
         .map_err(|source| DbError::Connect { target, source })?;

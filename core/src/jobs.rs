@@ -11,6 +11,8 @@
 //! Webhooks come in through [`intake`]: the verified webhook is stored (`webhook_events`)
 //! and its job queued in one statement, so one round trip and one commit.
 
+use std::time::Duration;
+
 use sqlx::{PgConnection, PgPool};
 
 /// Attempts before a job is given up (`failed`).
@@ -34,16 +36,41 @@ pub async fn enqueue(
     kind: &str,
     item_id: &str,
 ) -> Result<bool, sqlx::Error> {
+    enqueue_spaced(conn, kind, item_id, Duration::ZERO).await
+}
+
+/// [`enqueue`], the new job not due before `spacing` has passed since the last job of the
+/// same kind and item started.
+pub async fn enqueue_spaced(
+    conn: &mut PgConnection,
+    kind: &str,
+    item_id: &str,
+    spacing: Duration,
+) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(
-        "INSERT INTO jobs (kind, item_id) VALUES ($1, $2)
+        "INSERT INTO jobs (kind, item_id, run_after)
+         VALUES ($1, $2, greatest(now(), (SELECT max(started_at) FROM jobs WHERE kind = $1 AND item_id = $2)
+                                         + make_interval(secs => $3)))
          ON CONFLICT (kind, item_id) WHERE state = 'queued' DO NOTHING",
     )
     .bind(kind)
     .bind(item_id)
+    .bind(spacing.as_secs_f64())
     .execute(conn)
     .await?
     .rows_affected();
     Ok(inserted == 1)
+}
+
+/// How long until the next queued job is due (zero if one is due now); `None` when none is
+/// queued.
+pub async fn next_due(pool: &PgPool) -> Result<Option<Duration>, sqlx::Error> {
+    let secs: Option<f64> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM min(run_after) - now())::float8 FROM jobs WHERE state = 'queued'",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(secs.map(|s| Duration::from_secs_f64(s.max(0.0))))
 }
 
 /// A verified webhook as [`intake`] stores it.
@@ -61,6 +88,9 @@ pub struct Webhook<'a> {
     pub job: Option<&'a str>,
     /// It reported the item's health (recorded on the item by the caller).
     pub health: bool,
+    /// The job is not due before this has passed since the last of its kind and item
+    /// started (see [`enqueue_spaced`]).
+    pub spacing: Duration,
 }
 
 /// Store a verified webhook and queue the job it calls for, atomically; what was done:
@@ -69,8 +99,10 @@ pub struct Webhook<'a> {
 pub async fn intake(pool: &PgPool, w: Webhook<'_>) -> Result<String, sqlx::Error> {
     sqlx::query_scalar(
         "WITH job AS (
-             INSERT INTO jobs (kind, item_id)
-             SELECT $6, $4 WHERE $5 AND $6 IS NOT NULL
+             INSERT INTO jobs (kind, item_id, run_after)
+             SELECT $6, $4, greatest(now(), (SELECT max(started_at) FROM jobs WHERE kind = $6 AND item_id = $4)
+                                            + make_interval(secs => $8))
+             WHERE $5 AND $6 IS NOT NULL
              ON CONFLICT (kind, item_id) WHERE state = 'queued' DO NOTHING
              RETURNING id
          )
@@ -90,6 +122,7 @@ pub async fn intake(pool: &PgPool, w: Webhook<'_>) -> Result<String, sqlx::Error
     .bind(w.known)
     .bind(w.job)
     .bind(w.health)
+    .bind(w.spacing.as_secs_f64())
     .fetch_one(pool)
     .await
 }
@@ -109,7 +142,7 @@ pub async fn pending(pool: &PgPool, kind: &str, item_id: &str) -> Result<bool, s
 /// Take the oldest job that is due (or whose worker's lease has passed).
 pub async fn claim(pool: &PgPool) -> Result<Option<Job>, sqlx::Error> {
     sqlx::query_as(
-        "UPDATE jobs SET state = 'running', attempts = attempts + 1,
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = now(),
                          lease_until = now() + make_interval(secs => $1), updated_at = now()
          WHERE id = (SELECT id FROM jobs
                      WHERE (state = 'queued' AND run_after <= now())
@@ -211,6 +244,47 @@ mod tests {
         assert_eq!(claim(&pool).await.unwrap(), None);
         complete(&pool, a.id).await.unwrap();
         assert_eq!(state(&pool, a.id).await.0, "done");
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn jobs_of_one_item_start_spaced_out(pool: PgPool) {
+        let spacing = Duration::from_secs(30);
+        let mut conn = pool.acquire().await.unwrap();
+        assert_eq!(next_due(&pool).await.unwrap(), None);
+        // The first is due at once; the next, queued while it runs, once the spacing has
+        // passed since the first started; another item is not held up.
+        assert!(
+            enqueue_spaced(&mut conn, "sync", "item-a", spacing)
+                .await
+                .unwrap()
+        );
+        assert_eq!(next_due(&pool).await.unwrap(), Some(Duration::ZERO));
+        let first = claim(&pool).await.unwrap().unwrap();
+        assert!(
+            enqueue_spaced(&mut conn, "sync", "item-a", spacing)
+                .await
+                .unwrap()
+        );
+        assert!(
+            enqueue_spaced(&mut conn, "sync", "item-b", spacing)
+                .await
+                .unwrap()
+        );
+        assert_eq!(claim(&pool).await.unwrap().unwrap().item_id, "item-b");
+        assert_eq!(
+            claim(&pool).await.unwrap(),
+            None,
+            "item-a's next sync is not due"
+        );
+        let due = next_due(&pool).await.unwrap().unwrap();
+        assert!(due > Duration::from_secs(25) && due <= spacing, "{due:?}");
+        // Once it is, it runs.
+        sqlx::query("UPDATE jobs SET started_at = started_at - interval '31 seconds', run_after = run_after - interval '31 seconds'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        complete(&pool, first.id).await.unwrap();
+        assert_eq!(claim(&pool).await.unwrap().unwrap().item_id, "item-a");
     }
 
     #[sqlx::test(migrator = "crate::MIGRATOR")]

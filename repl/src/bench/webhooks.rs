@@ -10,7 +10,8 @@
 //!   webhooks per second and the time to each answer. Twice: webhooks that need no sync,
 //!   then a mix in which two in three call for one (they coalesce into the item's waiting
 //!   job, and the worker syncs throughout).
-//! - Freshness: the simulator changes `changes` transactions and fires
+//! - Freshness: 1.3 s after the item's last sync started (finq spaces an item's syncs by
+//!   1.2 s, as Plaid allows), the simulator changes `changes` transactions and fires
 //!   `SYNC_UPDATES_AVAILABLE` as Plaid does; the time until the sync job it makes is done,
 //!   which is when the changes are in DuckDB (checked: the mirror's count equals
 //!   PostgreSQL's).
@@ -175,6 +176,9 @@ async fn measure(
     let mut fresh = Vec::new();
     for _ in 0..repeat {
         wait_idle(&pool).await?;
+        // finq starts an item's syncs at least 1.2 s apart (Plaid's limit is 50 a minute):
+        // each measurement starts after that, as a change at the bank usually does.
+        tokio::time::sleep(Duration::from_millis(1300)).await;
         let last_job: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM jobs")
             .fetch_one(&pool)
             .await?;

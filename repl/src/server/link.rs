@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use super::{SYNC_JOB, ServerState};
+use super::{SYNC_JOB, SYNC_SPACING, ServerState};
 use finq_connectors::plaid::connect::{ConnectError, link_script};
 use finq_connectors::plaid::items::{self, ItemError};
 use finq_connectors::plaid::link::{LinkError, exchange_and_store};
@@ -267,7 +267,7 @@ async fn exchange(
         }
     };
     let mut tx = app.pool.begin().await?;
-    jobs::enqueue(&mut tx, SYNC_JOB, &item_id).await?;
+    jobs::enqueue_spaced(&mut tx, SYNC_JOB, &item_id, SYNC_SPACING).await?;
     tx.commit().await?;
     state.wake.notify_one();
     status(app, &item_id).await.map(Json)

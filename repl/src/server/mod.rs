@@ -42,6 +42,9 @@ const POLL: Duration = Duration::from_secs(5);
 const POLL_EVERY: Duration = Duration::from_secs(60);
 /// The queue's kind of job for syncing one item.
 const SYNC_JOB: &str = "sync";
+/// Syncs of one item start at least this far apart: Plaid allows an item 50
+/// `/transactions/sync` calls a minute, and a burst of webhooks makes one sync, not many.
+const SYNC_SPACING: Duration = Duration::from_millis(1200);
 
 struct ServerState {
     app: App,
@@ -239,7 +242,7 @@ pub async fn poll(app: &App, after: Duration) -> Result<usize> {
     if !due.is_empty() {
         let mut tx = app.pool.begin().await?;
         for item in &due {
-            jobs::enqueue(&mut tx, SYNC_JOB, item).await?;
+            jobs::enqueue_spaced(&mut tx, SYNC_JOB, item, SYNC_SPACING).await?;
         }
         tx.commit().await?;
         tracing::info!(
@@ -278,9 +281,14 @@ async fn work(state: Arc<ServerState>, mut stop: tokio::sync::watch::Receiver<bo
             Ok(false) => {}
             Err(e) => tracing::error!(error = %e, "the job queue is unavailable"),
         }
+        // Until woken by a new job, or the next queued one is due.
+        let due = match jobs::next_due(&state.app.pool).await {
+            Ok(Some(due)) => due.min(POLL),
+            _ => POLL,
+        };
         tokio::select! {
             _ = state.wake.notified() => {}
-            _ = tokio::time::sleep(POLL) => {}
+            _ = tokio::time::sleep(due) => {}
             changed = stop.changed() => if changed.is_err() { return },
         }
     }
@@ -447,6 +455,7 @@ async fn webhook(
             known,
             job: matches!(action, Action::Sync | Action::Repaired).then_some(SYNC_JOB),
             health: matches!(action, Action::ItemError(_)),
+            spacing: SYNC_SPACING,
         },
     )
     .await;
