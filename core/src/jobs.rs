@@ -103,6 +103,9 @@ pub async fn intake(pool: &PgPool, w: Webhook<'_>) -> Result<String, sqlx::Error
              SELECT $6, $4, greatest(now(), (SELECT max(started_at) FROM jobs WHERE kind = $6 AND item_id = $4)
                                             + make_interval(secs => $8))
              WHERE $5 AND $6 IS NOT NULL
+               -- Coalescing is the common case under load: checked first, so it costs no
+               -- speculative insertion (ON CONFLICT still settles a race).
+               AND NOT EXISTS (SELECT 1 FROM jobs WHERE kind = $6 AND item_id = $4 AND state = 'queued')
              ON CONFLICT (kind, item_id) WHERE state = 'queued' DO NOTHING
              RETURNING id
          )

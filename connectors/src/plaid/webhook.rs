@@ -334,10 +334,13 @@ impl<S: KeySource> WebhookVerifier<S> {
 /// The SHA-256 of a webhook's exact body bytes in lowercase hex, as Plaid signs it
 /// (`request_body_sha256`).
 pub fn body_sha256(body: &[u8]) -> String {
-    Sha256::digest(body)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(64);
+    for b in Sha256::digest(body) {
+        hex.push(HEX[usize::from(b >> 4)] as char);
+        hex.push(HEX[usize::from(b & 15)] as char);
+    }
+    hex
 }
 
 /// The `kid` of a token whose header says `alg: ES256`; the header is read without
@@ -437,6 +440,15 @@ mod tests {
             keys,
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn body_digests_are_lowercase_hex_sha256() {
+        assert_eq!(
+            body_sha256(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(body_sha256(b"").len(), 64);
     }
 
     #[tokio::test]
