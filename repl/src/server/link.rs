@@ -70,7 +70,8 @@ pub(super) fn routes(state: Arc<ServerState>) -> Router<Arc<ServerState>> {
         .route("/link/api/token", post(link_token))
         .route("/link/api/exchange", post(exchange))
         .route("/link/api/items/{item_id}", get(item_status))
-        .layer(axum::middleware::from_fn_with_state(state, owner_only))
+        // Matched routes only: other paths (a browser's /favicon.ico) are a plain 404.
+        .route_layer(axum::middleware::from_fn_with_state(state, owner_only))
 }
 
 /// Why a request was refused (said to the client; logged without the secret).

@@ -292,6 +292,13 @@ async fn a_bank_linked_in_a_browser_reaches_duckdb(pool: PgPool) {
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 403);
     }
+    // Other paths are not the page's: a plain 404, no refusal.
+    let favicon = http
+        .get(format!("{}/favicon.ico", serve.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(favicon.status(), 404);
 
     let mut b = browser().await;
     let c = b.client.take().unwrap();
@@ -431,5 +438,6 @@ async fn a_bank_linked_in_a_browser_reaches_duckdb(pool: PgPool) {
     assert!(!data.path().join("serve.json").exists());
     let log = serve.log.lock().unwrap();
     assert!(log.contains("/link/api/exchange"), "the log shows requests");
+    assert!(!log.contains("path=/favicon.ico}: link page request refused"));
     assert!(!log.contains(&secret), "the secret reached the log");
 }
