@@ -107,6 +107,14 @@ struct Serve {
     log: Arc<Mutex<String>>,
 }
 
+/// A failing test must not leave the server running (it holds the test's database).
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn finq_command(db_url: &str, sim_url: &str, data: &std::path::Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_finq"));
     command
