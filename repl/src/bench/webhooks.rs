@@ -265,15 +265,30 @@ async fn load(
     let t = Instant::now();
     let mut senders = tokio::task::JoinSet::new();
     for sender in 0..concurrency {
-        let (http, hook, signed) = (reqwest::Client::new(), hook.to_string(), signed.clone());
+        let (hook, signed) = (hook.to_string(), signed.clone());
         let count = requests / concurrency + usize::from(sender < requests % concurrency);
         senders.spawn(async move {
+            // One bare HTTP/1 client per sender: one keep-alive connection each.
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<http_body_util::Full<axum::body::Bytes>>();
             let mut times = Vec::with_capacity(count);
             for i in 0..count {
                 let (body, jwt) = &signed[(sender + i) % signed.len()];
+                let request = axum::http::Request::post(&hook)
+                    .header("Plaid-Verification", jwt.as_str())
+                    .header("content-type", "application/json")
+                    .body(http_body_util::Full::new(axum::body::Bytes::from(
+                        body.clone(),
+                    )))?;
                 let t = Instant::now();
-                post(&http, &hook, body, jwt).await?;
+                let response = client.request(request).await?;
+                let status = response.status();
+                http_body_util::BodyExt::collect(response.into_body()).await?;
                 times.push(t.elapsed().as_secs_f64() * 1e3);
+                if !status.is_success() {
+                    bail!("the server answered {status}");
+                }
             }
             Ok::<_, anyhow::Error>(times)
         });
