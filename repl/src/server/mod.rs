@@ -99,14 +99,15 @@ pub struct ServeOptions {
 /// The queue's worker; [`Worker::shutdown`] lets the running job finish.
 pub struct Worker {
     stop: tokio::sync::watch::Sender<bool>,
-    handle: tokio::task::JoinHandle<()>,
+    handle: std::thread::JoinHandle<()>,
     state: Arc<ServerState>,
 }
 
 impl Worker {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        let _ = self.handle.await;
+        let handle = self.handle;
+        let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         let mut links = self.state.links.lock().await;
         std::mem::replace(&mut *links, Connections::new(&self.state.app.settings))
             .stop()
@@ -128,7 +129,7 @@ pub fn router(app: App, options: ServeOptions) -> (Router, Worker) {
         known_items: KnownItems::default(),
     });
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let handle = tokio::spawn(work(state.clone(), stopped));
+    let handle = spawn_worker(state.clone(), stopped);
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route(
@@ -255,8 +256,52 @@ pub async fn poll(app: &App, after: Duration) -> Result<usize> {
 }
 
 /// Run queued jobs until told to stop, one at a time; poll items no webhook reached.
-async fn work(state: Arc<ServerState>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    match jobs::release_running(&state.app.pool).await {
+/// The worker on a thread of its own, at a lower CPU priority (nice 10, inherited by the
+/// threads it starts, DuckDB's among them): a sync in progress yields the cores to
+/// answering webhooks. It has its own runtime and connections (a connection belongs to
+/// the runtime that opened it).
+fn spawn_worker(
+    state: Arc<ServerState>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("finq-worker".into())
+        .spawn(move || {
+            // SAFETY: setpriority has no memory effects; `who` 0 with PRIO_PROCESS is the
+            // calling thread on Linux.
+            if unsafe { nix::libc::setpriority(nix::libc::PRIO_PROCESS, 0, 10) } != 0 {
+                tracing::debug!("could not lower the worker's CPU priority");
+            }
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the job worker");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let options = (*state.app.pool.connect_options()).clone();
+                let app = match finq_core::db::connect_with(options).await {
+                    Ok(pool) => App {
+                        pool,
+                        ..state.app.clone()
+                    },
+                    Err(e) => {
+                        tracing::error!(error = %e, "the job worker cannot reach PostgreSQL");
+                        return;
+                    }
+                };
+                work(app, state, stop).await;
+            });
+        })
+        .expect("spawning the worker thread")
+}
+
+async fn work(app: App, state: Arc<ServerState>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    match jobs::release_running(&app.pool).await {
         Ok(0) => {}
         Ok(n) => tracing::warn!(
             jobs = n,
@@ -264,7 +309,7 @@ async fn work(state: Arc<ServerState>, mut stop: tokio::sync::watch::Receiver<bo
         ),
         Err(e) => tracing::error!(error = %e, "the job queue is unavailable"),
     }
-    let poll_after = state.app.settings.poll_after;
+    let poll_after = app.settings.poll_after;
     let mut last_poll: Option<std::time::Instant> = None;
     loop {
         if *stop.borrow() {
@@ -272,17 +317,17 @@ async fn work(state: Arc<ServerState>, mut stop: tokio::sync::watch::Receiver<bo
         }
         if !poll_after.is_zero() && last_poll.is_none_or(|t| t.elapsed() >= POLL_EVERY) {
             last_poll = Some(std::time::Instant::now());
-            if let Err(e) = poll(&state.app, poll_after).await {
+            if let Err(e) = poll(&app, poll_after).await {
                 tracing::error!(error = %e, "could not look for items to poll");
             }
         }
-        match step(&state.app).await {
+        match step(&app).await {
             Ok(true) => continue,
             Ok(false) => {}
             Err(e) => tracing::error!(error = %e, "the job queue is unavailable"),
         }
         // Until woken by a new job, or the next queued one is due.
-        let due = match jobs::next_due(&state.app.pool).await {
+        let due = match jobs::next_due(&app.pool).await {
             Ok(Some(due)) => due.min(POLL),
             _ => POLL,
         };
