@@ -173,10 +173,6 @@ impl NewItems {
         }
         Some(value)
     }
-
-    pub fn link_script(&self) -> String {
-        link_script(&self.client)
-    }
 }
 
 /// The Plaid Link script a browser loads to link through `client`: Plaid's own, or the

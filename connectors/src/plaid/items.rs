@@ -109,27 +109,16 @@ pub async fn set_error(
     Ok(updated.rows_affected() > 0)
 }
 
-/// The login was repaired: clear a login-required error (and only that).
-pub async fn clear_login_error(pool: &PgPool, item_id: &str) -> Result<(), sqlx::Error> {
+/// Clear the item's error if it is one of `codes` (and only then): the login repaired
+/// (`ITEM_LOGIN_REQUIRED`), or the user back through Link's update mode (also consent about
+/// to expire, or the connection about to end).
+pub async fn clear_error(pool: &PgPool, item_id: &str, codes: &[&str]) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE plaid_items SET error_code = NULL, error_message = NULL, error_since = NULL, updated_at = now()
-         WHERE item_id = $1 AND error_code = 'ITEM_LOGIN_REQUIRED'",
+         WHERE item_id = $1 AND error_code = ANY($2)",
     )
     .bind(item_id)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-/// The user logged in again through Link's update mode: clear the errors that asked for it
-/// (login required, consent about to expire or the connection about to end).
-pub async fn clear_after_update_mode(pool: &PgPool, item_id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE plaid_items SET error_code = NULL, error_message = NULL, error_since = NULL, updated_at = now()
-         WHERE item_id = $1
-           AND error_code IN ('ITEM_LOGIN_REQUIRED', 'PENDING_EXPIRATION', 'PENDING_DISCONNECT')",
-    )
-    .bind(item_id)
+    .bind(codes)
     .execute(pool)
     .await?;
     Ok(())

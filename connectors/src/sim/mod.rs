@@ -220,11 +220,6 @@ impl Simulator {
         true
     }
 
-    /// Sign and send a webhook (in the background), retried as Plaid retries.
-    pub fn send_webhook(&self, url: String, payload: serde_json::Value) {
-        self.deliver(url, payload);
-    }
-
     /// Every webhook delivery attempt so far.
     pub fn deliveries(&self) -> Vec<webhooks::Delivery> {
         self.lock().deliveries.clone()

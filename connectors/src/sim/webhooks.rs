@@ -111,11 +111,11 @@ impl WebhookSigner {
 }
 
 impl super::Simulator {
-    /// POST a webhook as Plaid does: signed afresh at each attempt, retried on any non-2xx
+    /// Send a webhook (in the background) as Plaid does: signed afresh at each attempt, retried on any non-2xx
     /// answer or none within 10 s, after the first retry delay (30 s, or the test's
     /// `SimConfig::webhook_retry`) times 4 for each further attempt, [`DELIVERY_RETRIES`]
     /// times at most. Every attempt is recorded ([`super::Simulator::deliveries`]).
-    pub(crate) fn deliver(&self, url: String, payload: Value) {
+    pub fn send_webhook(&self, url: String, payload: Value) {
         let sim = self.clone();
         tokio::spawn(async move {
             let first_delay = sim.lock().config.webhook_retry;

@@ -225,7 +225,7 @@ async fn link_token(
             Ok(Json(json!({
                 "link_token": link.link_token,
                 "expiration": link.expiration,
-                "script": new.link_script(),
+                "script": link_script(&new.client),
             })))
         }
     }
@@ -248,7 +248,16 @@ async fn exchange(
     let item_id = match req.item {
         Some(item_id) => {
             items::get(&app.pool, &item_id).await?;
-            items::clear_after_update_mode(&app.pool, &item_id).await?;
+            items::clear_error(
+                &app.pool,
+                &item_id,
+                &[
+                    "ITEM_LOGIN_REQUIRED",
+                    "PENDING_EXPIRATION",
+                    "PENDING_DISCONNECT",
+                ],
+            )
+            .await?;
             tracing::info!(%item_id, "login repaired through Link");
             item_id
         }

@@ -483,7 +483,9 @@ async fn webhook(
                     .await
                     .map(|_| ())
             }
-            Action::Repaired => items::clear_login_error(&state.app.pool, &item_id).await,
+            Action::Repaired => {
+                items::clear_error(&state.app.pool, &item_id, &["ITEM_LOGIN_REQUIRED"]).await
+            }
             _ => Ok(()),
         };
         if let Err(e) = health {
