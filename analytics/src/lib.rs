@@ -7,8 +7,10 @@
 //!   offline (no extension is ever downloaded), renders every result type as a table, CSV or
 //!   JSON, and turns every failure into an error. Model-written SQL additionally runs with no
 //!   file, extension or database access.
-//! - [`nl`]: questions in plain English: a minijinja prompt, Ollama with a JSON-schema
-//!   `format`, a structured query plan back, run through [`query`].
+//! - [`nl`]: questions in plain English: the context (schema, the person's names, summaries),
+//!   Ollama with a JSON-schema `format` for the plan (repaired with DuckDB's error when it
+//!   fails), an answer in words whose every number is checked against the rows
+//!   ([`nl::verify`]), and conversations kept in PostgreSQL ([`nl::chats`]).
 //!
 //! [`SinkConfig`] is the `[[sinks]]` section of `finq.toml`.
 

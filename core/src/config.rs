@@ -86,6 +86,8 @@ pub struct Settings {
     pub encryption_key: Option<SecretString>,
     pub ollama_host: String,
     pub model: String,
+    /// How questions are answered (`[ollama]` in finq.toml).
+    pub answers: AnswerSettings,
     /// `finq serve` syncs an item on its own when no successful sync happened for this
     /// long (a missed webhook); zero turns polling off. `[serve] poll_after_hours` or
     /// `FINQ_POLL_AFTER_HOURS`; 6 hours by default.
@@ -179,6 +181,38 @@ pub const DEFAULT_POLL_AFTER_HOURS: f64 = 6.0;
 struct FileOllama {
     host: Option<String>,
     model: Option<String>,
+    temperature: Option<f32>,
+    seed: Option<i32>,
+    timeout_secs: Option<u64>,
+    num_ctx: Option<u32>,
+    repairs: Option<u32>,
+}
+
+/// How the model is asked (`[ollama]` keys `temperature`, `seed`, `timeout_secs`,
+/// `num_ctx`, `repairs`): deterministic by default, so the same question over the same data
+/// gets the same answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnswerSettings {
+    pub temperature: f32,
+    pub seed: i32,
+    /// The longest one model call may take.
+    pub timeout: std::time::Duration,
+    /// The largest context window asked for; the prompt is fitted within it.
+    pub max_context: u32,
+    /// How many more times a plan that fails goes back to the model with the error.
+    pub repairs: u32,
+}
+
+impl Default for AnswerSettings {
+    fn default() -> Self {
+        AnswerSettings {
+            temperature: 0.0,
+            seed: 42,
+            timeout: std::time::Duration::from_secs(180),
+            max_context: 8192,
+            repairs: 2,
+        }
+    }
 }
 
 impl Settings {
@@ -228,7 +262,9 @@ impl Settings {
                 message: format!("{url:?} is not an http:// or https:// URL"),
             });
         }
+        let answers = answer_settings(&file.ollama)?;
         Ok(Settings {
+            answers,
             webhook_url,
             poll_after: std::time::Duration::from_secs_f64(poll_hours * 3600.0),
             database_url: secret("DATABASE_URL").or(file.database_url),
@@ -265,6 +301,38 @@ impl Settings {
     pub fn history_path(&self) -> PathBuf {
         self.data_dir.join("history.txt")
     }
+}
+
+fn answer_settings(file: &FileOllama) -> Result<AnswerSettings, ConfigError> {
+    let d = AnswerSettings::default();
+    let temperature = file.temperature.unwrap_or(d.temperature);
+    if !(0.0..=2.0).contains(&temperature) {
+        return Err(ConfigError::Invalid {
+            key: "temperature",
+            message: format!("{temperature} is outside 0 to 2"),
+        });
+    }
+    let timeout = file.timeout_secs.unwrap_or(d.timeout.as_secs());
+    if timeout == 0 {
+        return Err(ConfigError::Invalid {
+            key: "timeout_secs",
+            message: "0 seconds leaves the model no time to reply".into(),
+        });
+    }
+    let max_context = file.num_ctx.unwrap_or(d.max_context);
+    if max_context < 2048 {
+        return Err(ConfigError::Invalid {
+            key: "num_ctx",
+            message: format!("{max_context} tokens is too small for finq's prompt (2048 at least)"),
+        });
+    }
+    Ok(AnswerSettings {
+        temperature,
+        seed: file.seed.unwrap_or(d.seed),
+        timeout: std::time::Duration::from_secs(timeout),
+        max_context,
+        repairs: file.repairs.unwrap_or(d.repairs).min(5),
+    })
 }
 
 fn default_data_dir(env: &impl Fn(&str) -> Option<String>) -> Option<PathBuf> {

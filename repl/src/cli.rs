@@ -1,5 +1,6 @@
 //! The command line: one clap subcommand per job.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -87,11 +88,46 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
-    /// Ask a question in plain English (needs Ollama).
+    /// Ask a question in plain English (needs Ollama): the model writes the query, DuckDB
+    /// computes the numbers, and every number of the answer is checked against the rows.
+    ///
+    /// Examples:
+    ///   finq ask "how much did I spend on eating out last month?"
+    ///   finq ask "and the month before?" --conversation 3
+    ///   finq ask "my biggest merchants this year" --json
     Ask {
         question: String,
+        /// Continue this conversation (`finq chats` lists them); a new one otherwise.
+        #[arg(long, value_name = "ID")]
+        conversation: Option<i64>,
+        /// Print one JSON object (question, sql, columns, rows, answer, numbers, …).
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
+        /// How the rows are printed.
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
+        /// Also print the SQL the answer was computed with.
+        #[arg(long)]
+        sql: bool,
+    },
+    /// Measure how well the model answers: questions whose true result is known (bundled,
+    /// or your own), asked through Ollama; prints each question's outcome, the shares of
+    /// answers whose rows match the truth and whose numbers all verified, and a JSON line.
+    ///
+    /// Example: finq demo && finq eval --model qwen2.5:7b
+    Eval {
+        /// A TOML file of `[[question]]` tables (`id`, `text`, `sql`, optional
+        /// `follow_up = true`); the bundled set otherwise.
+        #[arg(long, value_name = "FILE")]
+        questions: Option<std::path::PathBuf>,
+        /// The Ollama model (default: FINQ_MODEL / `ollama.model`).
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Conversations with finq: list them, show one, delete one.
+    Chats {
+        #[command(subcommand)]
+        command: Option<ChatsCommand>,
     },
     /// Derive what changed and bring the DuckDB mirror up to date (what `finq run` does
     /// after syncing), or rebuild the mirror from scratch.
@@ -120,6 +156,16 @@ pub enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ChatsCommand {
+    /// Every conversation, the latest first (the default).
+    List,
+    /// A conversation's questions and answers.
+    Show { id: i64 },
+    /// Delete a conversation.
+    Delete { id: i64 },
 }
 
 #[derive(Subcommand, Debug)]
@@ -364,18 +410,78 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", query::render(&result, format).trim_end());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ask { question, format } => {
-            let settings = finq_core::config::Settings::load()?;
-            let engine = finq_analytics::nl::NlEngine::new(&settings.ollama_host, &settings.model)?;
-            let answer = engine.ask(&settings.duckdb_path(), &question).await?;
-            if format == OutputFormat::Table {
-                eprintln!(
-                    "{}\n  {}",
-                    answer.plan.explanation,
-                    answer.plan.sql.replace('\n', "\n  ")
-                );
+        Command::Ask {
+            question,
+            conversation,
+            json,
+            format,
+            sql,
+        } => {
+            let app = App::open().await?;
+            let mut asker = crate::ask::Asker::new(&app.settings, app.pool.clone())?;
+            if let Some(id) = conversation {
+                asker.resume(id).await?;
             }
-            println!("{}", query::render(&answer.result, format).trim_end());
+            let answer = asker
+                .ask(&question, !json && std::io::stderr().is_terminal())
+                .await?;
+            if json {
+                let value = crate::ask::to_json(&answer, asker.conversation);
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                print!("{}", crate::ask::render(&answer, format, sql));
+                if let Some(id) = asker.conversation {
+                    eprintln!(
+                        "(conversation {id}: `finq ask \"…\" --conversation {id}` follows up)"
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval { questions, model } => {
+            let settings = finq_core::config::Settings::load()?;
+            let text = match &questions {
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+                None => finq_analytics::nl::eval::BUNDLED.to_string(),
+            };
+            let list = finq_analytics::nl::eval::parse(&text).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: {e}",
+                    questions
+                        .as_ref()
+                        .map_or("the bundled questions".into(), |p| p.display().to_string())
+                )
+            })?;
+            let model = model.unwrap_or_else(|| settings.model.clone());
+            crate::ask::eval(&settings, &model, &list).await
+        }
+        Command::Chats { command } => {
+            let app = App::open().await?;
+            use finq_analytics::nl::chats;
+            match command.unwrap_or(ChatsCommand::List) {
+                ChatsCommand::List => {
+                    print!(
+                        "{}",
+                        crate::ask::render_conversations(&chats::list(&app.pool).await?)
+                    );
+                }
+                ChatsCommand::Show { id } => {
+                    if !chats::exists(&app.pool, id).await? {
+                        anyhow::bail!("there is no conversation {id}: `finq chats` lists them");
+                    }
+                    print!(
+                        "{}",
+                        crate::ask::render_turns(&chats::turns(&app.pool, id).await?)
+                    );
+                }
+                ChatsCommand::Delete { id } => {
+                    if !chats::delete(&app.pool, id).await? {
+                        anyhow::bail!("there is no conversation {id}: `finq chats` lists them");
+                    }
+                    println!("conversation {id} deleted");
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Mirror { rebuild, json } => {

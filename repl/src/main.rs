@@ -2,6 +2,7 @@
 //! `main` only parses the command line, sets up logging and hands over to [`cli::run`].
 
 mod app;
+mod ask;
 mod bench;
 mod cli;
 mod demo;

@@ -1,10 +1,13 @@
 //! The interactive REPL: SQL ending in `;` (multi-line until then), `?question` for plain
-//! English, `\d [TABLE]`, `\help`, `\q`. History is kept in the data directory.
+//! English (one conversation, `\new` for another, `\history`, `\sql`), `\d [TABLE]`,
+//! `\help`, `\q`. History is kept in the data directory.
 
+use std::io::IsTerminal;
 use std::str::FromStr;
 
 use anyhow::Result;
-use finq_analytics::nl::NlEngine;
+
+use finq_analytics::nl::chats;
 use finq_analytics::query::{self, OutputFormat, QueryEngine, Trust};
 use finq_core::config::Settings;
 use rustyline::completion::Completer;
@@ -15,9 +18,17 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Editor, Helper};
 
+use crate::app::App;
+use crate::ask::{self, Asker};
+
 const HELP: &str = "\
   SELECT ... ;        run DuckDB SQL on the mirror (end with ; — it may span lines)
-  ? question          ask in plain English (Ollama writes the query, DuckDB answers)
+  ? question          ask in plain English (Ollama writes the query, DuckDB computes the
+                      numbers, finq checks every number of the answer); follow-ups continue
+                      the conversation
+  \\new                start a new conversation
+  \\history            this conversation's questions and answers
+  \\sql                the SQL of the last answer
   \\d                  list tables
   \\d TABLE            describe a table
   \\help               this help
@@ -32,6 +43,9 @@ pub enum ReplCommand {
     Help,
     Describe(Option<String>),
     Question(String),
+    NewConversation,
+    History,
+    ShowSql,
     Sql(String),
 }
 
@@ -60,6 +74,9 @@ impl FromStr for ReplCommand {
                 (Some("q" | "quit"), None, _) => Ok(ReplCommand::Quit),
                 (Some("help" | "h" | "?"), None, _) => Ok(ReplCommand::Help),
                 (Some("d"), None, _) => Ok(ReplCommand::Describe(None)),
+                (Some("new"), None, _) => Ok(ReplCommand::NewConversation),
+                (Some("history"), None, _) => Ok(ReplCommand::History),
+                (Some("sql"), None, _) => Ok(ReplCommand::ShowSql),
                 (Some("d"), Some(t), None) => Ok(ReplCommand::Describe(Some(
                     t.trim_end_matches(';').to_string(),
                 ))),
@@ -101,10 +118,16 @@ impl Helper for FinqHelper {}
 
 pub async fn run() -> Result<()> {
     let settings = Settings::load()?;
+    let mut session = Session {
+        settings,
+        engine: None,
+        asker: None,
+        last_sql: None,
+    };
+    let settings = session.settings.clone();
     let mut rl: Editor<FinqHelper, DefaultHistory> = Editor::new()?;
     rl.set_helper(Some(FinqHelper));
     let history = settings.history_path();
-    let mut engine: Option<QueryEngine> = None;
     let _ = std::fs::create_dir_all(&settings.data_dir);
     let _ = rl.load_history(&history);
     eprintln!(
@@ -134,7 +157,7 @@ pub async fn run() -> Result<()> {
                 }
                 match entry.parse::<ReplCommand>() {
                     Ok(ReplCommand::Quit) => break,
-                    Ok(cmd) => execute(&settings, &mut engine, cmd).await,
+                    Ok(cmd) => session.execute(cmd).await,
                     Err(e) => eprintln!("{e}"),
                 }
             }
@@ -146,30 +169,53 @@ pub async fn run() -> Result<()> {
     Ok(())
 }
 
-/// The REPL's one connection to the mirror, opened when first needed (the mirror may not
-/// exist yet when the REPL starts) and kept.
-fn engine<'a>(
-    engine: &'a mut Option<QueryEngine>,
-    settings: &Settings,
-) -> Result<&'a mut QueryEngine> {
-    if engine.is_none() {
-        *engine = Some(QueryEngine::open(&settings.duckdb_path(), Trust::User)?);
-    }
-    Ok(engine.as_mut().expect("just opened"))
+/// What the REPL keeps between entries.
+struct Session {
+    settings: Settings,
+    /// The REPL's one connection to the mirror, opened when first needed (the mirror may
+    /// not exist yet when the REPL starts) and kept.
+    engine: Option<QueryEngine>,
+    /// Questions, opened (with PostgreSQL, for the conversation) at the first one.
+    asker: Option<Asker>,
+    /// The SQL of the last answer, for `\sql`.
+    last_sql: Option<String>,
 }
 
-async fn execute(settings: &Settings, conn: &mut Option<QueryEngine>, cmd: ReplCommand) {
-    let mirror = settings.duckdb_path();
-    let outcome: Result<()> = async {
+impl Session {
+    fn engine(&mut self) -> Result<&mut QueryEngine> {
+        if self.engine.is_none() {
+            self.engine = Some(QueryEngine::open(
+                &self.settings.duckdb_path(),
+                Trust::User,
+            )?);
+        }
+        Ok(self.engine.as_mut().expect("just opened"))
+    }
+
+    async fn asker(&mut self) -> Result<&mut Asker> {
+        if self.asker.is_none() {
+            let app = App::open_with(self.settings.clone()).await?;
+            self.asker = Some(Asker::new(&app.settings, app.pool.clone())?);
+        }
+        Ok(self.asker.as_mut().expect("just opened"))
+    }
+
+    async fn execute(&mut self, cmd: ReplCommand) {
+        if let Err(e) = self.execute_inner(cmd).await {
+            eprintln!("error: {e:#}");
+        }
+    }
+
+    async fn execute_inner(&mut self, cmd: ReplCommand) -> Result<()> {
         match cmd {
             ReplCommand::Empty | ReplCommand::Quit => {}
             ReplCommand::Help => println!("{HELP}"),
             ReplCommand::Sql(sql) => {
-                let result = engine(conn, settings)?.run(&sql)?;
+                let result = self.engine()?.run(&sql)?;
                 println!("{}", query::render(&result, OutputFormat::Table));
             }
             ReplCommand::Describe(None) => {
-                let engine = engine(conn, settings)?;
+                let engine = self.engine()?;
                 for t in engine.describe()? {
                     let n = engine.run(&format!("SELECT count(*) FROM \"{}\"", t.name))?;
                     let rows = n.rows()[0][0].clone().unwrap_or_default();
@@ -181,7 +227,7 @@ async fn execute(settings: &Settings, conn: &mut Option<QueryEngine>, cmd: ReplC
                 }
             }
             ReplCommand::Describe(Some(table)) => {
-                let tables = engine(conn, settings)?.describe()?;
+                let tables = self.engine()?.describe()?;
                 match tables.iter().find(|t| t.name.eq_ignore_ascii_case(&table)) {
                     Some(t) => {
                         if !t.comment.is_empty() {
@@ -195,21 +241,34 @@ async fn execute(settings: &Settings, conn: &mut Option<QueryEngine>, cmd: ReplC
                 }
             }
             ReplCommand::Question(q) => {
-                let engine = NlEngine::new(&settings.ollama_host, &settings.model)?;
-                let answer = engine.ask(&mirror, &q).await?;
-                println!(
-                    "{}\n  {}\n",
-                    answer.plan.explanation,
-                    answer.plan.sql.replace('\n', "\n  ")
-                );
-                println!("{}", query::render(&answer.result, OutputFormat::Table));
+                let show = std::io::stderr().is_terminal();
+                let answer = self.asker().await?.ask(&q, show).await?;
+                print!("{}", ask::render(&answer, OutputFormat::Table, false));
+                self.last_sql = Some(answer.plan.sql);
             }
+            ReplCommand::NewConversation => {
+                if let Some(asker) = self.asker.as_mut() {
+                    asker.new_conversation();
+                }
+                self.last_sql = None;
+                println!("a new conversation starts with the next question");
+            }
+            ReplCommand::History => {
+                let conversation = self.asker.as_ref().and_then(|a| a.conversation);
+                match (conversation, self.asker.as_ref()) {
+                    (Some(id), Some(asker)) => {
+                        let turns = chats::turns(asker.pool(), id).await?;
+                        print!("{}", ask::render_turns(&turns));
+                    }
+                    _ => println!("no questions yet in this conversation"),
+                }
+            }
+            ReplCommand::ShowSql => match &self.last_sql {
+                Some(sql) => println!("{}", sql.trim()),
+                None => println!("no answer yet: ask with `? question`"),
+            },
         }
         Ok(())
-    }
-    .await;
-    if let Err(e) = outcome {
-        eprintln!("error: {e:#}");
     }
 }
 
@@ -234,6 +293,9 @@ mod tests {
             "SELECT 1\n ;".parse(),
             Ok(ReplCommand::Sql("SELECT 1".into()))
         );
+        assert_eq!("\\new".parse(), Ok(ReplCommand::NewConversation));
+        assert_eq!("\\history".parse(), Ok(ReplCommand::History));
+        assert_eq!("\\sql".parse(), Ok(ReplCommand::ShowSql));
         assert!("\\x".parse::<ReplCommand>().is_err());
         assert!("?".parse::<ReplCommand>().is_err());
     }

@@ -18,10 +18,15 @@ use finq_core::vault::TokenVault;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
+/// Writes the reply content for a `/api/chat` request body.
+pub type Responder = Arc<dyn Fn(&Value) -> String + Send + Sync>;
+
 #[derive(Clone)]
 struct FakeState {
     models: Vec<String>,
     reply: Arc<Mutex<String>>,
+    queued: Arc<Mutex<std::collections::VecDeque<String>>>,
+    responder: Arc<Mutex<Option<Responder>>>,
     chats: Arc<Mutex<Vec<Value>>>,
 }
 
@@ -37,6 +42,8 @@ impl FakeOllama {
         let state = FakeState {
             models: models.iter().map(|m| m.to_string()).collect(),
             reply: Arc::new(Mutex::new(reply.to_string())),
+            queued: Arc::new(Mutex::new(Default::default())),
+            responder: Arc::new(Mutex::new(None)),
             chats: Arc::new(Mutex::new(Vec::new())),
         };
         let app = Router::new()
@@ -68,6 +75,36 @@ impl FakeOllama {
 
     pub fn set_reply(&self, reply: &str) {
         *self.state.reply.lock().unwrap() = reply.to_string();
+    }
+
+    /// Replies served in this order before any other (a responder's, or the set reply).
+    pub fn queue(&self, replies: &[&str]) {
+        self.state
+            .queued
+            .lock()
+            .unwrap()
+            .extend(replies.iter().map(|r| r.to_string()));
+    }
+
+    /// Reply by looking at each request (once the queue is empty).
+    pub fn respond_with(&self, f: impl Fn(&Value) -> String + Send + Sync + 'static) {
+        *self.state.responder.lock().unwrap() = Some(Arc::new(f));
+    }
+
+    /// The last user message of a chat request.
+    pub fn last_user_message(request: &Value) -> String {
+        request["messages"]
+            .as_array()
+            .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// Whether a chat request asks for a plan (its `format` has `sql`) rather than an
+    /// answer (`answer`).
+    pub fn wants_plan(request: &Value) -> bool {
+        request["format"]["properties"]["sql"].is_object()
     }
 
     /// Every `/api/chat` request body received so far.
@@ -142,7 +179,13 @@ async fn chat(State(state): State<FakeState>, body: axum::body::Bytes) -> axum::
         )
             .into_response();
     }
-    let content = state.reply.lock().unwrap().clone();
+    let queued = state.queued.lock().unwrap().pop_front();
+    let responder = state.responder.lock().unwrap().clone();
+    let content = match (queued, responder) {
+        (Some(reply), _) => reply,
+        (None, Some(f)) => f(&request),
+        (None, None) => state.reply.lock().unwrap().clone(),
+    };
     let created = "2026-11-24T12:00:00.000000Z";
     let done = json!({
         "model": model, "created_at": created, "message": { "role": "assistant", "content": "" },

@@ -5,7 +5,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn finq(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_finq"))
+    finq_with(data_dir, args, &[])
+}
+
+fn finq_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_finq"));
+    command
         .args(args)
         .env("FINQ_DATA_DIR", data_dir)
         .env_remove("DATABASE_URL")
@@ -13,8 +18,11 @@ fn finq(data_dir: &Path, args: &[&str]) -> Output {
         .env_remove("PLAID_BASE_URL")
         .env_remove("FINQ_ENCRYPTION_KEY")
         .env("OLLAMA_HOST", "127.0.0.1:9") // nothing listens there
-        .output()
-        .expect("the finq binary runs")
+        .env_remove("FINQ_MODEL");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("the finq binary runs")
 }
 
 fn text(b: &[u8]) -> String {
@@ -100,6 +108,8 @@ fn demo_runs_from_nothing_and_again() {
         text(&ask.stderr)
     );
 
+    questions_and_conversations(&data);
+
     let status = finq(&data, &["db", "status"]);
     assert!(
         text(&status.stdout).contains("running"),
@@ -141,5 +151,108 @@ fn bad_input_gets_a_clear_error() {
         text(&out.stderr).contains("PLAID_ENV"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+/// `finq ask` and `finq chats` as processes, against a fake Ollama.
+fn questions_and_conversations(data: &Path) {
+    use finq_e2e::FakeOllama;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ollama = rt.block_on(FakeOllama::start(&["llama3.2:latest"], ""));
+    ollama.respond_with(|req| {
+        if FakeOllama::wants_plan(req) {
+            serde_json::json!({ "sql": "SELECT count(*) AS n FROM transactions", "explanation": "how many" })
+                .to_string()
+        } else {
+            serde_json::json!({ "answer": "You have 400 transactions." }).to_string()
+        }
+    });
+    let env = [
+        ("OLLAMA_HOST", ollama.url.as_str()),
+        ("FINQ_MODEL", "llama3.2"),
+    ];
+    let out = finq_with(
+        data,
+        &["ask", "how many transactions do I have?", "--json"],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["question"], "how many transactions do I have?");
+    assert_eq!(v["sql"], "SELECT count(*) AS n FROM transactions");
+    assert_eq!(v["columns"], serde_json::json!(["n"]));
+    assert_eq!(v["rows"], serde_json::json!([["400"]]));
+    assert_eq!(v["answer"], "You have 400 transactions.");
+    assert_eq!(v["verification"], "verified");
+    assert_eq!(
+        v["numbers"],
+        serde_json::json!([{ "text": "400", "value": 400.0, "verified": true, "source": "row 1, n" }])
+    );
+    assert_eq!(v["attempts"], 2);
+    assert_eq!(v["model"], "llama3.2");
+    assert!(v["timings"]["total_ms"].is_u64(), "{v}");
+    let id = v["conversation_id"].as_i64().expect("a conversation id");
+
+    // A follow-up in the same conversation carries the first question.
+    let id_text = id.to_string();
+    let out = finq_with(
+        data,
+        &[
+            "ask",
+            "and pending ones?",
+            "--conversation",
+            &id_text,
+            "--json",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["conversation_id"], id);
+    let requests = ollama.chat_requests();
+    assert_eq!(requests.len(), 4);
+    assert_eq!(
+        requests[2]["messages"][1]["content"],
+        "how many transactions do I have?"
+    );
+
+    // Words for people: the answer, then the rows.
+    let out = finq_with(data, &["ask", "how many?", "--sql"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.starts_with("You have 400 transactions.\n"), "{shown}");
+    assert!(
+        shown.contains("400") && shown.contains("SELECT count(*)"),
+        "{shown}"
+    );
+
+    let list = finq(data, &["chats"]);
+    assert!(list.status.success(), "{}", text(&list.stderr));
+    let listed = text(&list.stdout);
+    assert!(
+        listed.contains("2 questions") && listed.contains("how many transactions do I have?"),
+        "{listed}"
+    );
+    let show = finq(data, &["chats", "show", &id_text]);
+    let shown = text(&show.stdout);
+    assert!(
+        shown.contains("1. how many transactions do I have?")
+            && shown.contains("2. and pending ones?"),
+        "{shown}"
+    );
+    assert!(text(&finq(data, &["chats", "delete", &id_text]).stdout).contains("deleted"));
+    let gone = finq(data, &["chats", "show", &id_text]);
+    assert!(!gone.status.success());
+    assert!(
+        text(&gone.stderr).contains("no conversation"),
+        "{}",
+        text(&gone.stderr)
+    );
+    let missing = finq_with(data, &["ask", "x", "--conversation", "999999"], &env);
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).contains("there is no conversation 999999"),
+        "{}",
+        text(&missing.stderr)
     );
 }
