@@ -411,13 +411,18 @@ impl NlEngine {
                     progress(report(Stage::Plan, attempt, s.tokens))
                 })
                 .await?;
-            let problem = match parse_reply::<QueryPlan>(&reply.content) {
-                Err(reason) => format!(
-                    "That reply is not a JSON object with \"sql\" and \"explanation\" ({reason}). Reply with only that object."
+            // What went wrong, and what the model is told to do about it.
+            let (problem, fix) = match parse_reply::<QueryPlan>(&reply.content) {
+                Err(reason) => (
+                    format!(
+                        "the reply is not a JSON object with \"sql\" and \"explanation\" ({reason})"
+                    ),
+                    "Reply with only that object.",
                 ),
-                Ok(plan) if plan.sql.trim().is_empty() => {
-                    "That plan has no SQL. Reply with the query in \"sql\".".to_string()
-                }
+                Ok(plan) if plan.sql.trim().is_empty() => (
+                    "the plan has no SQL".to_string(),
+                    "Reply with the query in \"sql\".",
+                ),
                 Ok(plan) => {
                     progress(report(Stage::Run, attempt, 0));
                     let r = Instant::now();
@@ -426,8 +431,9 @@ impl NlEngine {
                     run_time += r.elapsed();
                     match outcome {
                         Ok(result) => break (plan, result),
-                        Err(e) => format!(
-                            "DuckDB refused that query: {e}. Write a corrected query (one read-only SELECT over the tables above)."
+                        Err(e) => (
+                            format!("DuckDB refused the query: {e}"),
+                            "Write a corrected query (one read-only SELECT over the tables above).",
                         ),
                     }
                 }
@@ -440,7 +446,7 @@ impl NlEngine {
                 });
             }
             messages.push(ChatMessage::assistant(reply.content));
-            messages.push(ChatMessage::user(problem));
+            messages.push(ChatMessage::user(format!("Problem: {problem}. {fix}")));
         };
         timings.run_ms = run_time.as_millis() as u64;
         timings.plan_ms = (t.elapsed() - run_time).as_millis() as u64;
