@@ -5,11 +5,14 @@
 //! - [`union`]: manual and Plaid transactions in one table, `unified_transactions`, with the
 //!   bank-statement sign (money in positive, money out negative), kept up to date row by row
 //!   from the derive step's [`ChangeSet`](finq_core::pipeline::ChangeSet).
+//! - [`merchant`]: a statement's merchant text → the merchant's name (processor prefixes,
+//!   store numbers, city and state removed); not yet applied by a transform.
 //!
 //! [`TransformConfig`] is the `[[transforms]]` section of `finq.toml`: one variant per
 //! transform, building it and delegating the [`Transform`] trait to it.
 
 pub mod categories;
+pub mod merchant;
 pub mod union;
 
 use finq_core::config::{ConfigError, PluginTables, Settings};
