@@ -1,5 +1,7 @@
 //! finq-connectors: where data comes from.
 //!
+//! - [`import`]: reading the values of bank and card exports (amounts as banks write them,
+//!   dates, UTF-8 or Latin-1 text); the import source that will use them is not built yet.
 //! - [`pfc`]: Plaid's personal-finance-category taxonomy (v1 and v2), from Plaid's own file.
 //! - [`plaid`]: the Plaid connector.
 //!   - [`plaid::types`]: wire types, lenient where Plaid's enums are extensible.
@@ -20,6 +22,7 @@
 //!
 //! [`SourceConfig`] is the `[[sources]]` section of `finq.toml`.
 
+pub mod import;
 pub mod pfc;
 pub mod plaid;
 #[cfg(feature = "simulator")]
