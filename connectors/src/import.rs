@@ -129,6 +129,180 @@ pub fn decode_text(bytes: &[u8]) -> String {
     }
 }
 
+/// Where a CSV export keeps what an import needs, and which way its amounts point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// Whose export it is, when recognised (shown to the person).
+    pub name: &'static str,
+    pub date: usize,
+    pub description: usize,
+    pub amount: Amounts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Amounts {
+    /// One column, money out negative (as on a bank statement).
+    Signed(usize),
+    /// One column, charges positive (card issuers' exports): negated on import.
+    ChargesPositive(usize),
+    /// Money out in one column, money in in another (one of them empty on each row).
+    DebitCredit { debit: usize, credit: usize },
+}
+
+/// Known exports, by the header columns that identify them: (name, required headers,
+/// whether charges are positive).
+const KNOWN: &[(&str, &[&str], bool)] = &[
+    (
+        "American Express",
+        &["date", "description", "card member", "amount"],
+        true,
+    ),
+    (
+        "Discover",
+        &[
+            "trans. date",
+            "post date",
+            "description",
+            "amount",
+            "category",
+        ],
+        true,
+    ),
+    (
+        "Chase card",
+        &[
+            "transaction date",
+            "post date",
+            "description",
+            "category",
+            "type",
+            "amount",
+        ],
+        false,
+    ),
+    (
+        "Chase bank account",
+        &[
+            "details",
+            "posting date",
+            "description",
+            "amount",
+            "type",
+            "balance",
+        ],
+        false,
+    ),
+    (
+        "Bank of America bank account",
+        &["date", "description", "amount", "running bal."],
+        false,
+    ),
+    (
+        "Bank of America card",
+        &[
+            "posted date",
+            "reference number",
+            "payee",
+            "address",
+            "amount",
+        ],
+        false,
+    ),
+    (
+        "Capital One",
+        &[
+            "transaction date",
+            "posted date",
+            "card no.",
+            "description",
+            "debit",
+            "credit",
+        ],
+        false,
+    ),
+    (
+        "Citi",
+        &["status", "date", "description", "debit", "credit"],
+        false,
+    ),
+];
+
+const DATE_HEADERS: &[&str] = &[
+    "transaction date",
+    "trans. date",
+    "date",
+    "posted date",
+    "posting date",
+    "post date",
+];
+const DESCRIPTION_HEADERS: &[&str] = &["description", "payee", "name", "merchant", "memo"];
+
+/// Find the layout of a CSV export from its header row (case and spaces ignored).
+pub fn detect_layout(header: &[&str]) -> Result<Layout, String> {
+    let names: Vec<String> = header
+        .iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
+    let find = |wanted: &[&str]| {
+        wanted
+            .iter()
+            .find_map(|w| names.iter().position(|n| n == w))
+    };
+    let (date, description) = match (find(DATE_HEADERS), find(DESCRIPTION_HEADERS)) {
+        (Some(d), Some(e)) => (d, e),
+        _ => {
+            return Err(format!(
+                "a header naming the date and description columns (e.g. Date,Description,Amount); found {:?}. Name the columns with --columns date=…,amount=…,description=…",
+                header.join(",")
+            ));
+        }
+    };
+    let known = KNOWN
+        .iter()
+        .find(|(_, required, _)| required.iter().all(|r| names.iter().any(|n| n == r)));
+    let amount = match (find(&["amount"]), find(&["debit"]), find(&["credit"])) {
+        (Some(a), _, _) if known.is_some_and(|k| k.2) => Amounts::ChargesPositive(a),
+        (Some(a), _, _) => Amounts::Signed(a),
+        (None, Some(debit), Some(credit)) => Amounts::DebitCredit { debit, credit },
+        _ => {
+            return Err(format!(
+                "an Amount column, or Debit and Credit columns; found {:?}. Name the columns with --columns",
+                header.join(",")
+            ));
+        }
+    };
+    Ok(Layout {
+        name: known.map_or("a CSV with a header", |k| k.0),
+        date,
+        description,
+        amount,
+    })
+}
+
+/// A row's amount in the statement sign (money out negative), read by `layout`.
+pub fn row_amount(layout: &Layout, row: &[&str]) -> Result<Decimal, (usize, String)> {
+    let cell = |i: usize| row.get(i).copied().unwrap_or("");
+    match layout.amount {
+        Amounts::Signed(i) => parse_amount(cell(i)).map_err(|e| (i, e)),
+        Amounts::ChargesPositive(i) => parse_amount(cell(i)).map(|v| -v).map_err(|e| (i, e)),
+        Amounts::DebitCredit { debit, credit } => {
+            let (d, c) = (cell(debit).trim(), cell(credit).trim());
+            match (d.is_empty(), c.is_empty()) {
+                (false, true) => parse_amount(d).map(|v| -v.abs()).map_err(|e| (debit, e)),
+                (true, false) => parse_amount(c).map(|v| v.abs()).map_err(|e| (credit, e)),
+                (true, true) => Err((
+                    debit,
+                    "an amount in Debit or in Credit; both are empty".into(),
+                )),
+                (false, false) => Err((
+                    debit,
+                    format!("an amount in Debit or in Credit, not both; found {d:?} and {c:?}"),
+                )),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +372,83 @@ mod tests {
         assert!(err.contains("--date-format"), "{err}");
         let err = parse_date("2026-01-31", Some("%d.%m.%Y")).unwrap_err();
         assert!(err.contains("%d.%m.%Y"), "{err}");
+    }
+
+    #[test]
+    fn common_exports_are_recognised_with_their_sign() {
+        let layout = |h: &str| detect_layout(&h.split(',').collect::<Vec<_>>()).unwrap();
+        let chase = layout("Transaction Date,Post Date,Description,Category,Type,Amount,Memo");
+        assert_eq!(
+            (chase.name, chase.date, chase.description, chase.amount),
+            ("Chase card", 0, 2, Amounts::Signed(5))
+        );
+        let amex = layout("Date,Description,Card Member,Account #,Amount");
+        assert_eq!(
+            (amex.name, amex.amount),
+            ("American Express", Amounts::ChargesPositive(4))
+        );
+        assert_eq!(
+            row_amount(&amex, &["01/31/2026", "CAFE", "A B", "-1001", "12.50"]),
+            Ok(d("-12.50"))
+        );
+        let discover = layout("Trans. Date,Post Date,Description,Amount,Category");
+        assert_eq!(discover.amount, Amounts::ChargesPositive(3));
+        let capital_one =
+            layout("Transaction Date,Posted Date,Card No.,Description,Category,Debit,Credit");
+        assert_eq!(
+            capital_one.amount,
+            Amounts::DebitCredit {
+                debit: 5,
+                credit: 6
+            }
+        );
+        let row = [
+            "2026-01-31",
+            "2026-02-01",
+            "1234",
+            "SHOP",
+            "Shopping",
+            "25.00",
+            "",
+        ];
+        assert_eq!(row_amount(&capital_one, &row), Ok(d("-25.00")));
+        let row = [
+            "2026-01-31",
+            "2026-02-01",
+            "1234",
+            "REFUND",
+            "Shopping",
+            "",
+            "5.00",
+        ];
+        assert_eq!(row_amount(&capital_one, &row), Ok(d("5.00")));
+        let both = ["2026-01-31", "", "", "X", "", "1.00", "2.00"];
+        assert!(
+            row_amount(&capital_one, &both)
+                .unwrap_err()
+                .1
+                .contains("not both")
+        );
+        let boa = layout("Date,Description,Amount,Running Bal.");
+        assert_eq!(
+            (boa.name, boa.amount),
+            ("Bank of America bank account", Amounts::Signed(2))
+        );
+        // Anything with a date, a description and an amount: the statement sign.
+        let generic = layout("date, memo ,AMOUNT");
+        assert_eq!(
+            (generic.name, generic.amount),
+            ("a CSV with a header", Amounts::Signed(2))
+        );
+        // Unknown columns: the error says how to name them.
+        let err = detect_layout(&["When", "What", "How much"]).unwrap_err();
+        assert!(err.contains("--columns"), "{err}");
+        let err = detect_layout(&["Date", "Description", "Value"]).unwrap_err();
+        assert!(err.contains("Amount column"), "{err}");
+        // A cell that is not an amount names its column.
+        let (column, err) = row_amount(&boa, &["01/31/2026", "X", "abc", "1"]).unwrap_err();
+        assert_eq!(column, 2);
+        assert!(err.contains("\"abc\""), "{err}");
     }
 
     #[test]
