@@ -303,6 +303,136 @@ pub fn row_amount(layout: &Layout, row: &[&str]) -> Result<Decimal, (usize, Stri
     }
 }
 
+/// One transaction read from an export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedRow {
+    /// Its line in the file (1 = the header).
+    pub line: u64,
+    pub date: NaiveDate,
+    pub description: String,
+    /// Statement sign: money out negative.
+    pub amount: Decimal,
+    /// 1 for the first row of the file with this date, description and amount, 2 for the
+    /// second, …: two identical purchases on one day are two transactions, and the same
+    /// row in a later, overlapping export is recognised as the same one.
+    pub occurrence: u32,
+}
+
+/// Why a file was refused: where, and what was expected there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}{}: expected {expected}", column.as_ref().map(|c| format!(", column {c}")).unwrap_or_default())]
+pub struct ReadError {
+    pub line: u64,
+    /// The column's header name.
+    pub column: Option<String>,
+    pub expected: String,
+}
+
+/// Read a whole CSV export, all or nothing: every row, or the first row that cannot be
+/// read. `layout` is detected from the header unless given; `date_format` as for
+/// [`parse_date`].
+pub fn read_csv(
+    bytes: &[u8],
+    layout: Option<Layout>,
+    date_format: Option<&str>,
+) -> Result<(Layout, Vec<ImportedRow>), ReadError> {
+    let text = decode_text(bytes);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| ReadError {
+            line: 1,
+            column: None,
+            expected: format!("a CSV header row ({e})"),
+        })?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let header_refs: Vec<&str> = header.iter().map(String::as_str).collect();
+    let layout = match layout {
+        Some(l) => l,
+        None => detect_layout(&header_refs).map_err(|expected| ReadError {
+            line: 1,
+            column: None,
+            expected,
+        })?,
+    };
+    let column_name = |i: usize| {
+        header
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| format!("#{}", i + 1))
+    };
+    // Lines are counted from the bytes: the reader's own count skips blank lines.
+    let newlines: Vec<usize> = text
+        .bytes()
+        .enumerate()
+        .filter(|(_, b)| *b == b'\n')
+        .map(|(i, _)| i)
+        .collect();
+    // A record's position may be that of blank lines skipped before it.
+    let line_at = |byte: u64| {
+        let mut at = byte as usize;
+        while matches!(text.as_bytes().get(at), Some(b'\n' | b'\r')) {
+            at += 1;
+        }
+        newlines.partition_point(|&n| n < at) as u64 + 1
+    };
+    let mut rows = Vec::new();
+    let mut seen: std::collections::HashMap<(NaiveDate, String, Decimal), u32> =
+        std::collections::HashMap::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| ReadError {
+            line: e.position().map_or(0, |p| line_at(p.byte())),
+            column: None,
+            expected: format!("a CSV row ({e})"),
+        })?;
+        let line = record.position().map_or(0, |p| line_at(p.byte()));
+        let cells: Vec<&str> = record.iter().collect();
+        if cells.iter().all(|c| c.is_empty()) {
+            continue;
+        }
+        let date = parse_date(cells.get(layout.date).copied().unwrap_or(""), date_format).map_err(
+            |expected| ReadError {
+                line,
+                column: Some(column_name(layout.date)),
+                expected,
+            },
+        )?;
+        let description = cells
+            .get(layout.description)
+            .copied()
+            .unwrap_or("")
+            .to_string();
+        if description.is_empty() {
+            return Err(ReadError {
+                line,
+                column: Some(column_name(layout.description)),
+                expected: "a description; found an empty cell".into(),
+            });
+        }
+        let amount = row_amount(&layout, &cells).map_err(|(i, expected)| ReadError {
+            line,
+            column: Some(column_name(i)),
+            expected,
+        })?;
+        let n = seen.entry((date, description.clone(), amount)).or_insert(0);
+        *n += 1;
+        rows.push(ImportedRow {
+            line,
+            date,
+            description,
+            amount,
+            occurrence: *n,
+        });
+    }
+    Ok((layout, rows))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,6 +579,41 @@ mod tests {
         let (column, err) = row_amount(&boa, &["01/31/2026", "X", "abc", "1"]).unwrap_err();
         assert_eq!(column, 2);
         assert!(err.contains("\"abc\""), "{err}");
+    }
+
+    #[test]
+    fn a_file_is_read_whole_or_refused_at_its_first_bad_row() {
+        let file = "\u{feff}Date,Description,Amount\n01/30/2026,COFFEE,-4.50\n01/30/2026,COFFEE,-4.50\n\n01/31/2026,\"PAYCHECK, ACME\",\"1,200.00\"\n";
+        let (layout, rows) = read_csv(file.as_bytes(), None, None).unwrap();
+        assert_eq!(layout.amount, Amounts::Signed(2));
+        let got: Vec<(u64, &str, Decimal, u32)> = rows
+            .iter()
+            .map(|r| (r.line, r.description.as_str(), r.amount, r.occurrence))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (2, "COFFEE", d("-4.50"), 1),
+                (3, "COFFEE", d("-4.50"), 2),
+                (5, "PAYCHECK, ACME", d("1200.00"), 1),
+            ]
+        );
+        let bad = "Date,Description,Amount\n01/30/2026,COFFEE,-4.50\n01/31/2026,TEA,four\n";
+        let err = read_csv(bad.as_bytes(), None, None).unwrap_err();
+        assert_eq!((err.line, err.column.as_deref()), (3, Some("Amount")));
+        assert!(
+            err.to_string()
+                .starts_with("line 3, column Amount: expected an amount"),
+            "{err}"
+        );
+        let bad_date = "Date,Description,Amount\n2026-13-45,COFFEE,-4.50\n";
+        let err = read_csv(bad_date.as_bytes(), None, None).unwrap_err();
+        assert_eq!((err.line, err.column.as_deref()), (2, Some("Date")));
+        let latin1 = b"Date,Description,Amount\n01/30/2026,Caf\xE9,-4.50\n";
+        assert_eq!(
+            read_csv(latin1, None, None).unwrap().1[0].description,
+            "Caf\u{e9}"
+        );
     }
 
     #[test]
