@@ -27,6 +27,8 @@ struct FakeState {
     reply: Arc<Mutex<String>>,
     queued: Arc<Mutex<std::collections::VecDeque<String>>>,
     responder: Arc<Mutex<Option<Responder>>>,
+    /// How long `/api/chat` waits before answering (a slow model).
+    delay: Arc<Mutex<std::time::Duration>>,
     chats: Arc<Mutex<Vec<Value>>>,
 }
 
@@ -44,6 +46,7 @@ impl FakeOllama {
             reply: Arc::new(Mutex::new(reply.to_string())),
             queued: Arc::new(Mutex::new(Default::default())),
             responder: Arc::new(Mutex::new(None)),
+            delay: Arc::new(Mutex::new(std::time::Duration::ZERO)),
             chats: Arc::new(Mutex::new(Vec::new())),
         };
         let app = Router::new()
@@ -75,6 +78,11 @@ impl FakeOllama {
 
     pub fn set_reply(&self, reply: &str) {
         *self.state.reply.lock().unwrap() = reply.to_string();
+    }
+
+    /// Wait this long before each `/api/chat` reply.
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        *self.state.delay.lock().unwrap() = delay;
     }
 
     /// Replies served in this order before any other (a responder's, or the set reply).
@@ -169,6 +177,8 @@ async fn chat(State(state): State<FakeState>, body: axum::body::Bytes) -> axum::
             .into_response();
     };
     state.chats.lock().unwrap().push(request.clone());
+    let delay = *state.delay.lock().unwrap();
+    tokio::time::sleep(delay).await;
     let model = request["model"].as_str().unwrap_or("").to_string();
     if !has_model(&state, &model) {
         return (

@@ -399,6 +399,29 @@ async fn follow_ups_carry_the_conversation(pool: PgPool) {
     assert!(!chats::delete(&pool, id).await.unwrap());
 }
 
+#[sqlx::test(migrator = "finq_core::MIGRATOR")]
+async fn a_slow_model_times_out_with_a_clear_message(pool: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = mirror(&pool, dir.path()).await;
+    let ollama = FakeOllama::start(&["llama3.2:latest"], &plan(BY_CATEGORY)).await;
+    ollama.set_delay(std::time::Duration::from_secs(3));
+    let settings = finq_core::config::AnswerSettings {
+        timeout: std::time::Duration::from_secs(1),
+        ..Default::default()
+    };
+    let engine = NlEngine::with_settings(&ollama.url, "llama3.2", settings).unwrap();
+    let started = std::time::Instant::now();
+    let err = ask(&engine, &path, "where does my money go?")
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{err}"
+    );
+    assert!(matches!(err, NlError::Timeout { seconds: 1, .. }), "{err}");
+    assert!(err.to_string().contains("timeout_secs"), "{err}");
+}
+
 #[tokio::test]
 async fn ollama_down_or_model_missing_says_how_to_fix_it() {
     let ollama = FakeOllama::start(&["qwen2.5:7b"], "{}").await;
