@@ -279,6 +279,78 @@ pub fn detect_layout(header: &[&str]) -> Result<Layout, String> {
     })
 }
 
+/// The layout `--columns` names: `date=…,amount=…,description=…` (or `debit=…,credit=…`
+/// in place of `amount`), each a header name (case ignored) or a column number from 1. A
+/// leading `-` on the amount column negates it (`amount=-Charge`: charges positive).
+pub fn layout_from_columns(spec: &str, header: &[&str]) -> Result<Layout, String> {
+    let names: Vec<String> = header
+        .iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
+    let mut date = None;
+    let mut description = None;
+    let mut amount = None;
+    let mut debit = None;
+    let mut credit = None;
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((key, value)) = part.split_once('=') else {
+            return Err(format!("--columns: {part:?} is not key=column"));
+        };
+        let (negate, value) = match value.trim().strip_prefix('-') {
+            Some(v) => (true, v.trim()),
+            None => (false, value.trim()),
+        };
+        let index = match value.parse::<usize>() {
+            Ok(n) if (1..=header.len()).contains(&n) => n - 1,
+            Ok(n) => {
+                return Err(format!(
+                    "--columns: column {n} does not exist (the file has {})",
+                    header.len()
+                ));
+            }
+            Err(_) => names
+                .iter()
+                .position(|n| *n == value.to_ascii_lowercase())
+                .ok_or_else(|| {
+                    format!(
+                        "--columns: no column {value:?} in the header {:?}",
+                        header.join(",")
+                    )
+                })?,
+        };
+        match (key.trim(), negate) {
+            ("date", false) => date = Some(index),
+            ("description", false) => description = Some(index),
+            ("amount", n) => amount = Some((index, n)),
+            ("debit", false) => debit = Some(index),
+            ("credit", false) => credit = Some(index),
+            (k, true) => return Err(format!("--columns: only amount may be negated, not {k}")),
+            (k, _) => {
+                return Err(format!(
+                    "--columns: unknown key {k:?} (date, amount, description, debit, credit)"
+                ));
+            }
+        }
+    }
+    let amounts = match (amount, debit, credit) {
+        (Some((i, false)), None, None) => Amounts::Signed(i),
+        (Some((i, true)), None, None) => Amounts::ChargesPositive(i),
+        (None, Some(debit), Some(credit)) => Amounts::DebitCredit { debit, credit },
+        _ => {
+            return Err("--columns: name amount=…, or both debit=… and credit=…".to_string());
+        }
+    };
+    match (date, description) {
+        (Some(date), Some(description)) => Ok(Layout {
+            name: "the columns given",
+            date,
+            description,
+            amount: amounts,
+        }),
+        _ => Err("--columns: name date=… and description=…".to_string()),
+    }
+}
+
 /// A row's amount in the statement sign (money out negative), read by `layout`.
 pub fn row_amount(layout: &Layout, row: &[&str]) -> Result<Decimal, (usize, String)> {
     let cell = |i: usize| row.get(i).copied().unwrap_or("");
@@ -614,6 +686,56 @@ mod tests {
             read_csv(latin1, None, None).unwrap().1[0].description,
             "Caf\u{e9}"
         );
+    }
+
+    #[test]
+    fn columns_named_by_the_person() {
+        let header = ["Posted", "Memo", "Charge", "Refund", "Ref"];
+        let l =
+            layout_from_columns("date=posted, description=Memo, amount=-Charge", &header).unwrap();
+        assert_eq!(
+            (l.date, l.description, l.amount),
+            (0, 1, Amounts::ChargesPositive(2))
+        );
+        let l = layout_from_columns("date=1,description=2,debit=3,credit=4", &header).unwrap();
+        assert_eq!(
+            l.amount,
+            Amounts::DebitCredit {
+                debit: 2,
+                credit: 3
+            }
+        );
+        for (spec, says) in [
+            ("date=Posted,description=Memo", "amount=…"),
+            ("date=Posted,amount=Charge", "description=…"),
+            (
+                "date=When,description=Memo,amount=Charge",
+                "no column \"When\"",
+            ),
+            (
+                "date=9,description=Memo,amount=Charge",
+                "column 9 does not exist",
+            ),
+            (
+                "date=Posted,description=Memo,amount=Charge,colour=Ref",
+                "unknown key",
+            ),
+            ("date=Posted,description=Memo,amount", "not key=column"),
+            (
+                "date=-Posted,description=Memo,amount=Charge",
+                "only amount may be negated",
+            ),
+        ] {
+            let err = layout_from_columns(spec, &header).unwrap_err();
+            assert!(err.contains(says), "{spec}: {err}");
+        }
+        // Read with it.
+        let file = "Posted,Memo,Charge\n2026-01-30,COFFEE,4.50\n";
+        let header: Vec<&str> = file.lines().next().unwrap().split(',').collect();
+        let layout =
+            layout_from_columns("date=Posted,description=Memo,amount=-Charge", &header).unwrap();
+        let (_, rows) = read_csv(file.as_bytes(), Some(layout), None).unwrap();
+        assert_eq!(rows[0].amount, d("-4.50"));
     }
 
     #[test]
