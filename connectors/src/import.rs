@@ -1,4 +1,4 @@
-//! Reading the values of bank and card exports (CSV, OFX): amounts as banks write them,
+//! Reading bank and card exports (CSV, OFX/QFX): amounts as banks write them,
 //! dates in the usual US forms or a format given, and text in UTF-8 (with or without a byte
 //! order mark) or Latin-1. Each reader says what it expected when a value does not fit, for
 //! the error that names the file, line and column. (The import source that uses them is not
@@ -505,6 +505,107 @@ pub fn read_csv(
     Ok((layout, rows))
 }
 
+/// One transaction of an OFX/QFX statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfxRow {
+    /// The bank's own id for it (`FITID`): the same in every download.
+    pub fitid: String,
+    pub date: NaiveDate,
+    /// `NAME`, or `MEMO` when there is no name.
+    pub description: String,
+    /// Statement sign, as OFX's `TRNAMT` is.
+    pub amount: Decimal,
+}
+
+/// Read every `STMTTRN` of an OFX or QFX file (OFX 1 SGML, whose leaf elements are not
+/// closed, or OFX 2 XML), all or nothing. The line of a refusal is that of the element.
+pub fn read_ofx(bytes: &[u8]) -> Result<Vec<OfxRow>, ReadError> {
+    let text = decode_text(bytes);
+    let line_of = |at: usize| text[..at].matches('\n').count() as u64 + 1;
+    let upper = text.to_ascii_uppercase();
+    if !upper.contains("<OFX>") {
+        return Err(ReadError {
+            line: 1,
+            column: None,
+            expected: "an OFX or QFX file (an <OFX> element)".into(),
+        });
+    }
+    let mut rows = Vec::new();
+    let mut from = 0;
+    while let Some(start) = upper[from..].find("<STMTTRN>").map(|i| from + i) {
+        let end = upper[start..]
+            .find("</STMTTRN>")
+            .map(|i| start + i)
+            .ok_or_else(|| ReadError {
+                line: line_of(start),
+                column: None,
+                expected: "</STMTTRN> closing the transaction".into(),
+            })?;
+        let block = &text[start..end];
+        let block_upper = &upper[start..end];
+        // A leaf's value runs to the next tag (closed or not).
+        let field = |tag: &str| -> Option<(usize, String)> {
+            let open = format!("<{tag}>");
+            let at = block_upper.find(&open)? + open.len();
+            let rest = &block[at..];
+            let value = rest[..rest.find('<').unwrap_or(rest.len())].trim();
+            Some((start + at, value.to_string()))
+        };
+        let need = |tag: &'static str| {
+            field(tag)
+                .filter(|(_, v)| !v.is_empty())
+                .ok_or_else(|| ReadError {
+                    line: line_of(start),
+                    column: Some(tag.to_string()),
+                    expected: format!("a <{tag}> in the transaction"),
+                })
+        };
+        let (_, fitid) = need("FITID")?;
+        let (at, posted) = need("DTPOSTED")?;
+        // 20260131, 20260131120000, 20260131120000.000[-5:EST]
+        let date = posted
+            .get(..8)
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y%m%d").ok())
+            .ok_or_else(|| ReadError {
+                line: line_of(at),
+                column: Some("DTPOSTED".into()),
+                expected: format!("a date such as 20260131; found {posted:?}"),
+            })?;
+        let (at, raw_amount) = need("TRNAMT")?;
+        let amount = parse_amount(&raw_amount).map_err(|expected| ReadError {
+            line: line_of(at),
+            column: Some("TRNAMT".into()),
+            expected,
+        })?;
+        let description = field("NAME")
+            .or_else(|| field("MEMO"))
+            .map(|(_, v)| v)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ReadError {
+                line: line_of(start),
+                column: Some("NAME".into()),
+                expected: "a <NAME> or <MEMO> in the transaction".into(),
+            })?;
+        rows.push(OfxRow {
+            fitid,
+            date,
+            description: decode_entities(&description),
+            amount,
+        });
+        from = end + "</STMTTRN>".len();
+    }
+    Ok(rows)
+}
+
+/// `&amp;` and the other four XML entities, as OFX writes `AT&T`.
+fn decode_entities(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -736,6 +837,50 @@ mod tests {
             layout_from_columns("date=Posted,description=Memo,amount=-Charge", &header).unwrap();
         let (_, rows) = read_csv(file.as_bytes(), Some(layout), None).unwrap();
         assert_eq!(rows[0].amount, d("-4.50"));
+    }
+
+    #[test]
+    fn ofx_statements_sgml_and_xml() {
+        let sgml = "OFXHEADER:100\nDATA:OFXSGML\n\n<OFX>\n<BANKMSGSRSV1><STMTTRNRS><STMTRS>\n<BANKTRANLIST>\n<STMTTRN>\n<TRNTYPE>DEBIT\n<DTPOSTED>20260130120000.000[-5:EST]\n<TRNAMT>-4.50\n<FITID>2026013001\n<NAME>AT&amp;T WIRELESS\n</STMTTRN>\n<STMTTRN>\n<TRNTYPE>CREDIT\n<DTPOSTED>20260131\n<TRNAMT>1200.00\n<FITID>2026013102\n<MEMO>PAYROLL ACME\n</STMTTRN>\n</BANKTRANLIST></STMTRS></STMTTRNRS></BANKMSGSRSV1></OFX>\n";
+        let rows = read_ofx(sgml.as_bytes()).unwrap();
+        let jan = |day| NaiveDate::from_ymd_opt(2026, 1, day).unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                OfxRow {
+                    fitid: "2026013001".into(),
+                    date: jan(30),
+                    description: "AT&T WIRELESS".into(),
+                    amount: d("-4.50"),
+                },
+                OfxRow {
+                    fitid: "2026013102".into(),
+                    date: jan(31),
+                    description: "PAYROLL ACME".into(),
+                    amount: d("1200.00"),
+                },
+            ]
+        );
+        let xml = "<?xml version=\"1.0\"?><?OFX OFXHEADER=\"200\"?><OFX><STMTTRN><TRNTYPE>DEBIT</TRNTYPE><DTPOSTED>20260130</DTPOSTED><TRNAMT>-4.50</TRNAMT><FITID>A1</FITID><NAME>COFFEE</NAME></STMTTRN></OFX>";
+        let rows = read_ofx(xml.as_bytes()).unwrap();
+        assert_eq!((rows[0].fitid.as_str(), rows[0].amount), ("A1", d("-4.50")));
+        // Refusals name the element and its line.
+        let bad = sgml.replace("<TRNAMT>1200.00", "<TRNAMT>lots");
+        let err = read_ofx(bad.as_bytes()).unwrap_err();
+        assert_eq!((err.line, err.column.as_deref()), (17, Some("TRNAMT")));
+        let no_id = sgml.replace("<FITID>2026013102\n", "");
+        assert!(
+            read_ofx(no_id.as_bytes())
+                .unwrap_err()
+                .expected
+                .contains("<FITID>")
+        );
+        assert!(
+            read_ofx(b"Date,Amount\n")
+                .unwrap_err()
+                .expected
+                .contains("OFX")
+        );
     }
 
     #[test]
