@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use finq_analytics::nl::{Answer, NlEngine, Progress, UNVERIFIED_MARK, Verification, chats, eval};
 use finq_analytics::query::{self, OutputFormat};
 use finq_core::config::Settings;
@@ -38,7 +38,7 @@ impl Asker {
     /// Continue conversation `id` (it must exist).
     pub async fn resume(&mut self, id: i64) -> Result<()> {
         if !chats::exists(&self.pool, id).await? {
-            bail!("there is no conversation {id}: `finq chats` lists them");
+            return Err(no_conversation(id));
         }
         self.conversation = Some(id);
         Ok(())
@@ -86,6 +86,11 @@ impl Asker {
     pub fn new_conversation(&mut self) {
         self.conversation = None;
     }
+}
+
+/// The error for a conversation id that does not exist.
+pub fn no_conversation(id: i64) -> anyhow::Error {
+    anyhow::anyhow!("there is no conversation {id}: `finq chats` lists them")
 }
 
 /// `writing the query · 3.1 s · 42 tokens`.

@@ -468,7 +468,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 ChatsCommand::Show { id } => {
                     if !chats::exists(&app.pool, id).await? {
-                        anyhow::bail!("there is no conversation {id}: `finq chats` lists them");
+                        return Err(crate::ask::no_conversation(id));
                     }
                     print!(
                         "{}",
@@ -477,7 +477,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 ChatsCommand::Delete { id } => {
                     if !chats::delete(&app.pool, id).await? {
-                        anyhow::bail!("there is no conversation {id}: `finq chats` lists them");
+                        return Err(crate::ask::no_conversation(id));
                     }
                     println!("conversation {id} deleted");
                 }

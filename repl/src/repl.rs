@@ -118,13 +118,6 @@ impl Helper for FinqHelper {}
 
 pub async fn run() -> Result<()> {
     let settings = Settings::load()?;
-    let mut session = Session {
-        settings,
-        engine: None,
-        asker: None,
-        last_sql: None,
-    };
-    let settings = session.settings.clone();
     let mut rl: Editor<FinqHelper, DefaultHistory> = Editor::new()?;
     rl.set_helper(Some(FinqHelper));
     let history = settings.history_path();
@@ -134,6 +127,12 @@ pub async fn run() -> Result<()> {
         "finq REPL — mirror {}. \\help for help, \\q to quit.",
         settings.duckdb_path().display()
     );
+    let mut session = Session {
+        settings,
+        engine: None,
+        asker: None,
+        last_sql: None,
+    };
     let mut buffer = String::new();
     loop {
         let prompt = if buffer.is_empty() {

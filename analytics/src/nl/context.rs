@@ -7,6 +7,7 @@
 //! The whole must fit the model's window: [`Context::fit`] shortens the latest
 //! transactions, then the merchant list, until the rendered prompt is within budget.
 
+use duckdb::arrow::datatypes::DataType;
 use rust_decimal::Decimal;
 
 use super::verify::Fact;
@@ -86,17 +87,44 @@ fn strings(result: &QueryResult) -> Vec<String> {
         .collect()
 }
 
-fn is_number(t: &duckdb::arrow::datatypes::DataType) -> bool {
-    t.is_numeric()
+/// Every number of a result as a fact: each cell (named by the row's first text cell, or
+/// its number, and the column), and the whole-column figures: the number of rows, and the
+/// total and average of each numeric column.
+pub fn result_facts(result: &QueryResult) -> Vec<Fact> {
+    let numeric: Vec<bool> = result.types.iter().map(DataType::is_numeric).collect();
+    let rows = result.rows();
+    let mut facts = facts_of_rows(&result.columns, &numeric, &rows, "");
+    facts.push(Fact::new(
+        Decimal::from(rows.len() as u64),
+        "the number of rows",
+    ));
+    if rows.len() < 2 {
+        return facts;
+    }
+    for (i, column) in result
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| numeric[*i])
+    {
+        let values: Vec<Decimal> = rows
+            .iter()
+            .filter_map(|r| r[i].as_deref().and_then(parse_number))
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        let total: Decimal = values.iter().sum();
+        facts.push(Fact::new(total, format!("the total of {column}")));
+        facts.push(Fact::new(
+            total / Decimal::from(values.len() as u64),
+            format!("the average of {column}"),
+        ));
+    }
+    facts
 }
 
-/// Every number of a result as a fact: named by the row's first text cell (or its number)
-/// and the column.
-pub fn facts_of(result: &QueryResult, label: &str) -> Vec<Fact> {
-    let numeric: Vec<bool> = result.types.iter().map(is_number).collect();
-    facts_of_rows(&result.columns, &numeric, &result.rows(), label)
-}
-
+/// The cells' facts (see [`result_facts`]), each source prefixed with `label`.
 fn facts_of_rows(
     columns: &[String],
     numeric: &[bool],
@@ -119,38 +147,6 @@ fn facts_of_rows(
                 facts.push(Fact::new(value, format!("{label}{name}, {column}")));
             }
         }
-    }
-    facts
-}
-
-/// A result's whole-column figures: totals and averages of its numeric columns, and its
-/// number of rows.
-pub fn column_facts(result: &QueryResult) -> Vec<Fact> {
-    let rows = result.rows();
-    let mut facts = vec![Fact::new(
-        Decimal::from(rows.len() as u64),
-        "the number of rows",
-    )];
-    if rows.len() < 2 {
-        return facts;
-    }
-    for (i, (column, t)) in result.columns.iter().zip(&result.types).enumerate() {
-        if !is_number(t) {
-            continue;
-        }
-        let values: Vec<Decimal> = rows
-            .iter()
-            .filter_map(|r| r[i].as_deref().and_then(parse_number))
-            .collect();
-        if values.is_empty() {
-            continue;
-        }
-        let total: Decimal = values.iter().sum();
-        facts.push(Fact::new(total, format!("the total of {column}")));
-        facts.push(Fact::new(
-            total / Decimal::from(values.len() as u64),
-            format!("the average of {column}"),
-        ));
     }
     facts
 }
@@ -184,7 +180,7 @@ impl Context {
             summaries.push(Summary {
                 title,
                 columns: result.columns.clone(),
-                numeric: result.types.iter().map(is_number).collect(),
+                numeric: result.types.iter().map(DataType::is_numeric).collect(),
                 rows: result
                     .rows()
                     .into_iter()

@@ -300,8 +300,6 @@ impl NlEngine {
 
     /// The system prompt for planning.
     pub fn render_plan_prompt(ctx: &Context, today: chrono::NaiveDate) -> Result<String, NlError> {
-        let mut env = Environment::new();
-        env.add_template("plan", PLAN_TEMPLATE)?;
         let tables: Vec<_> = ctx
             .tables
             .iter()
@@ -320,14 +318,17 @@ impl NlEngine {
             .iter()
             .map(|s| context! { title => s.title, columns => s.columns, rows => s.rows })
             .collect();
-        Ok(env.get_template("plan")?.render(context! {
-            tables => tables,
-            today => today.to_string(),
-            accounts => ctx.accounts,
-            categories => ctx.categories,
-            merchants => ctx.merchants,
-            summaries => summaries,
-        })?)
+        Ok(Environment::new().render_str(
+            PLAN_TEMPLATE,
+            context! {
+                tables => tables,
+                today => today.to_string(),
+                accounts => ctx.accounts,
+                categories => ctx.categories,
+                merchants => ctx.merchants,
+                summaries => summaries,
+            },
+        )?)
     }
 
     fn render_answer_prompt(
@@ -335,8 +336,6 @@ impl NlEngine {
         result: &QueryResult,
         today: chrono::NaiveDate,
     ) -> Result<String, NlError> {
-        let mut env = Environment::new();
-        env.add_template("answer", ANSWER_TEMPLATE)?;
         let rows: Vec<Vec<String>> = result
             .rows()
             .into_iter()
@@ -347,21 +346,24 @@ impl NlEngine {
                     .collect()
             })
             .collect();
-        Ok(env.get_template("answer")?.render(context! {
-            today => today.to_string(),
-            sql => plan.sql,
-            explanation => plan.explanation,
-            columns => result.columns,
-            row_count => result.row_count(),
-            shown => rows.len(),
-            rows => rows,
-        })?)
+        Ok(Environment::new().render_str(
+            ANSWER_TEMPLATE,
+            context! {
+                today => today.to_string(),
+                sql => plan.sql,
+                explanation => plan.explanation,
+                columns => result.columns,
+                row_count => result.row_count(),
+                shown => rows.len(),
+                rows => rows,
+            },
+        )?)
     }
 
     /// Characters the prompt may take in all.
     fn budget(&self) -> usize {
         let tokens = self.max_context.saturating_sub(1024).max(1024) as f64;
-        (tokens * 3.2) as usize
+        (tokens * ollama::CHARS_PER_TOKEN) as usize
     }
 
     /// Answer `question` from the mirror, continuing the conversation `history` (oldest
@@ -453,8 +455,7 @@ impl NlEngine {
 
         // The answer in words, checked.
         let t = Instant::now();
-        let mut rows: Vec<Fact> = context::facts_of(&result, "");
-        rows.extend(context::column_facts(&result));
+        let rows = context::result_facts(&result);
         let mut others: Vec<Fact> = verify::numbers(question)
             .into_iter()
             .map(|w| Fact::new(w.value(), "your question"))

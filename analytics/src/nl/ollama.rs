@@ -39,10 +39,13 @@ pub struct Reply {
 /// Tokens kept free for the reply when sizing the window.
 const REPLY_TOKENS: u32 = 1024;
 
-/// A rough count of a prompt's tokens (about 3.5 characters each in English and SQL), on
-/// the high side so the window is not too small.
+/// Characters a token takes, roughly (about 3.5 in English and SQL): on the low side, so
+/// token counts come out high and windows are not too small.
+pub const CHARS_PER_TOKEN: f64 = 3.2;
+
+/// A rough count of a prompt's tokens.
 pub fn estimate_tokens(chars: usize) -> u32 {
-    (chars as f64 / 3.2).ceil() as u32
+    (chars as f64 / CHARS_PER_TOKEN).ceil() as u32
 }
 
 pub struct OllamaChat {
@@ -78,19 +81,18 @@ impl OllamaChat {
         &self.model
     }
 
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
     fn map_err(&self, e: OllamaError) -> NlError {
         match e {
             OllamaError::ReqwestError(r) => self.reqwest_err(r),
-            OllamaError::Other(text) if text.contains("not found") => NlError::ModelMissing {
-                model: self.model.clone(),
-                host: self.host.clone(),
-                available: "(see `ollama list`)".to_string(),
-            },
             other => NlError::Ollama(other.to_string()),
+        }
+    }
+
+    fn model_missing(&self, available: String) -> NlError {
+        NlError::ModelMissing {
+            model: self.model.clone(),
+            host: self.host.clone(),
+            available,
         }
     }
 
@@ -126,15 +128,11 @@ impl OllamaChat {
                     return Ok(());
                 }
                 let available: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
-                Err(NlError::ModelMissing {
-                    model: self.model.clone(),
-                    host: self.host.clone(),
-                    available: if available.is_empty() {
-                        "(none pulled yet)".to_string()
-                    } else {
-                        available.join(", ")
-                    },
-                })
+                Err(self.model_missing(if available.is_empty() {
+                    "(none pulled yet)".to_string()
+                } else {
+                    available.join(", ")
+                }))
             })
             .await
             .map(|_| ())
@@ -197,11 +195,7 @@ impl OllamaChat {
                 .and_then(|v| v["error"].as_str().map(str::to_string))
                 .unwrap_or(text);
             return Err(if message.contains("not found") {
-                NlError::ModelMissing {
-                    model: self.model.clone(),
-                    host: self.host.clone(),
-                    available: "(see `ollama list`)".to_string(),
-                }
+                self.model_missing("(see `ollama list`)".to_string())
             } else {
                 NlError::Ollama(format!("{status}: {message}"))
             });

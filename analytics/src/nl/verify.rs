@@ -14,6 +14,7 @@
 
 use std::ops::Range;
 
+use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 /// A number as written in an answer.
@@ -420,7 +421,9 @@ pub fn numbers(text: &str) -> Vec<Written> {
         if is_plain
             && (is_month(word_before(text, start_digits))
                 || is_month(word_after(text, end))
-                || (1900..=2100).contains(&digits.to_i64_lossy()))
+                || digits
+                    .to_i64()
+                    .is_some_and(|year| (1900..=2100).contains(&year)))
         {
             i = stop;
             continue;
@@ -439,17 +442,6 @@ pub fn numbers(text: &str) -> Vec<Written> {
         i = stop.max(end);
     }
     out
-}
-
-trait LossyInt {
-    fn to_i64_lossy(&self) -> i64;
-}
-
-impl LossyInt for Decimal {
-    fn to_i64_lossy(&self) -> i64 {
-        use rust_decimal::prelude::ToPrimitive;
-        self.trunc().to_i64().unwrap_or(i64::MAX)
-    }
 }
 
 #[cfg(test)]
