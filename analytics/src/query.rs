@@ -102,11 +102,17 @@ fn open_conn(path: &Path, trust: Trust) -> Result<Connection, QueryError> {
 /// `current_date` and `today()` live in DuckDB's ICU extension, which is not part of finq's
 /// offline build; they are provided here as the local date of the machine.
 fn prepare(conn: &Connection) -> Result<(), duckdb::Error> {
+    conn.execute_batch(&date_macros())
+}
+
+/// The SQL that defines `current_date` and `today()` on a connection (the mirror's writer
+/// needs them too: its views use them).
+pub fn date_macros() -> String {
     let today = chrono::Local::now().date_naive();
-    conn.execute_batch(&format!(
+    format!(
         "CREATE OR REPLACE TEMP MACRO current_date() AS DATE '{today}';
-         CREATE OR REPLACE TEMP MACRO today() AS DATE '{today}';"
-    ))
+         CREATE OR REPLACE TEMP MACRO today() AS DATE '{today}';\n"
+    )
 }
 
 /// The identity of the file behind a path: it changes when the mirror is rebuilt (a new
@@ -474,7 +480,10 @@ pub fn describe(conn: &Connection) -> Result<Vec<TableInfo>, QueryError> {
         "SELECT c.table_name, coalesce(t.comment, ''), c.column_name, c.data_type,
                 coalesce(c.comment, '')
          FROM duckdb_columns() c
-         JOIN duckdb_tables() t USING (database_name, schema_name, table_name)
+         JOIN (SELECT database_name, schema_name, table_name, comment FROM duckdb_tables()
+               UNION ALL
+               SELECT database_name, schema_name, view_name, comment FROM duckdb_views()
+               WHERE NOT internal) t USING (database_name, schema_name, table_name)
          WHERE c.schema_name = 'main' AND c.database_name = current_database()
            AND NOT starts_with(c.table_name, '_')
          ORDER BY c.table_name, c.column_index",

@@ -1,7 +1,10 @@
 //! finq-connectors: where data comes from.
 //!
-//! - [`import`]: reading the values of bank and card exports (amounts as banks write them,
-//!   dates, UTF-8 or Latin-1 text); the import source that will use them is not built yet.
+//! - [`import`]: bank and card exports (CSV in the common US layouts or as `--columns`
+//!   says, OFX/QFX) read all or nothing, and a file as a pipeline source into a manual
+//!   account, recognising rows imported before.
+//! - [`manual`]: the manual store: accounts Plaid does not cover, their balances, their
+//!   transactions (typed in or imported), the files imported.
 //! - [`pfc`]: Plaid's personal-finance-category taxonomy (v1 and v2), from Plaid's own file.
 //! - [`plaid`]: the Plaid connector.
 //!   - [`plaid::types`]: wire types, lenient where Plaid's enums are extensible.
@@ -23,6 +26,7 @@
 //! [`SourceConfig`] is the `[[sources]]` section of `finq.toml`.
 
 pub mod import;
+pub mod manual;
 pub mod pfc;
 pub mod plaid;
 #[cfg(feature = "simulator")]
@@ -35,6 +39,7 @@ use finq_core::pipeline::{BoxError, Context, PipelineReport, Source};
 use finq_core::vault::TokenVault;
 use serde::Deserialize;
 
+use crate::import::ImportSource;
 use crate::plaid::source::PlaidSource;
 use crate::plaid::sync::SyncSettings;
 
@@ -48,6 +53,9 @@ pub enum SourceConfig {
         #[serde(default)]
         page_size: Option<i64>,
     },
+    /// A bank or card export imported into a manual account on every run (rows already
+    /// there are recognised and skipped).
+    Import(ImportSource),
 }
 
 impl SourceConfig {
@@ -56,8 +64,8 @@ impl SourceConfig {
         let configs = PluginTables::parse(&settings.plugins.sources, "sources")?
             .unwrap_or_else(|| vec![SourceConfig::Plaid { page_size: None }]);
         for c in &configs {
-            let SourceConfig::Plaid { page_size } = c;
-            if let Some(n) = page_size
+            if let SourceConfig::Plaid { page_size } = c
+                && let Some(n) = page_size
                 && !(1..=500).contains(n)
             {
                 return Err(ConfigError::Invalid {
@@ -76,31 +84,36 @@ impl SourceConfig {
                 if let Some(n) = page_size {
                     sync.page_size = *n;
                 }
-                SourcePlugin::Plaid(PlaidSource {
+                SourcePlugin::Plaid(Box::new(PlaidSource {
                     settings: settings.clone(),
                     vault,
                     sync,
-                })
+                }))
             }
+            SourceConfig::Import(source) => SourcePlugin::Import(source.clone()),
         }
     }
 }
 
 /// A built source.
 pub enum SourcePlugin {
-    Plaid(PlaidSource),
+    /// Boxed: it carries the settings, many times the size of an import's.
+    Plaid(Box<PlaidSource>),
+    Import(ImportSource),
 }
 
 impl Source for SourcePlugin {
     fn name(&self) -> String {
         match self {
             SourcePlugin::Plaid(s) => s.name(),
+            SourcePlugin::Import(s) => s.name(),
         }
     }
 
     async fn pull(&self, ctx: &Context, report: &mut PipelineReport) -> Result<(), BoxError> {
         match self {
             SourcePlugin::Plaid(s) => s.pull(ctx, report).await,
+            SourcePlugin::Import(s) => s.pull(ctx, report).await,
         }
     }
 }

@@ -11,6 +11,9 @@ use finq_core::config::PlaidEnv;
 use finq_core::pipeline::Stages;
 
 use crate::app::App;
+use crate::manual::{parse_day, parse_money};
+use finq_connectors::import::FileFormat;
+use finq_connectors::manual::AccountType;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -80,6 +83,120 @@ pub enum Command {
         /// Print a JSON summary instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Import a bank or card export (CSV, OFX, QFX) into a manual account, then bring it
+    /// into the mirror. The file is read whole first: one unreadable row refuses it (line and
+    /// column named) and nothing is stored. Rows imported before are recognised, so
+    /// importing a file again, or a later export that overlaps it, adds only what is new.
+    ///
+    /// CSV layouts of Chase, Bank of America, American Express, Discover, Capital One and
+    /// Citi are recognised from the header, as is any file with Date, Description and
+    /// Amount (or Debit and Credit) columns; --columns names them otherwise.
+    ///
+    /// Examples:
+    ///   finq accounts add "Visa" --type credit && finq import ~/Downloads/visa.csv --account Visa
+    ///   finq import statement.qfx --account Checking
+    ///   finq import export.csv --account Visa --columns "date=Posted,description=Memo,amount=-Charge" --date-format %d/%m/%Y
+    Import {
+        file: std::path::PathBuf,
+        /// The manual account it belongs to (`finq accounts` lists them).
+        #[arg(long)]
+        account: String,
+        /// csv, ofx or qfx (default: by the extension, else by the content).
+        #[arg(long, value_parser = clap::value_parser!(FileFormat))]
+        format: Option<FileFormat>,
+        /// Where the values are: `date=…,description=…,amount=…` (or `debit=…,credit=…`
+        /// in place of amount), each a header name or a column number from 1; `amount=-X`
+        /// when charges are positive in column X.
+        #[arg(long)]
+        columns: Option<String>,
+        /// The dates' form in strftime syntax, e.g. %d/%m/%Y (default: ISO, then US forms).
+        #[arg(long)]
+        date_format: Option<String>,
+        /// Print a JSON summary instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add one transaction by hand (cash, a cheque, anything no bank reports).
+    ///
+    /// Examples:
+    ///   finq add --amount -23.50 --description "Farmers market" --category Groceries
+    ///   finq add --amount 120 --description "Sold a bike" --date 2026-11-03
+    Add {
+        /// Statement sign: money out negative, money in positive (e.g. -12.50, 1200).
+        #[arg(long, allow_hyphen_values = true, value_parser = parse_money)]
+        amount: rust_decimal::Decimal,
+        #[arg(long)]
+        description: String,
+        /// 2026-11-20, 11/20/2026, today, yesterday (default: today).
+        #[arg(long, value_parser = parse_day)]
+        date: Option<chrono::NaiveDate>,
+        /// The manual account (default: Cash, made on first use).
+        #[arg(long, default_value = "Cash")]
+        account: String,
+        /// The category's name (default: Uncategorized).
+        #[arg(long)]
+        category: Option<String>,
+        #[arg(long)]
+        notes: Option<String>,
+    },
+    /// Manual accounts (cash, a card you import, a house, a loan) and their balances.
+    Accounts {
+        #[command(subcommand)]
+        command: Option<AccountsCommand>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Your categories: list them (with how many transactions each holds), add, rename,
+    /// merge, delete.
+    Categories {
+        #[command(subcommand)]
+        command: Option<CategoriesCommand>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put transactions in a category yourself: your edit beats rules and Plaid's mapping,
+    /// and stays through re-syncs, a pending transaction posting, and re-linking.
+    ///
+    /// Examples:
+    ///   finq categorize plaid:8bQx3p Groceries
+    ///   finq categorize manual:12 manual:13 Gifts
+    ///   finq categorize --query "SELECT id FROM transactions WHERE merchant = 'Blue Bottle Coffee'" Coffee
+    Categorize {
+        /// Transaction ids (the id column of transactions), then the category.
+        #[arg(value_name = "ID... CATEGORY", required = true)]
+        args: Vec<String>,
+        /// Categorize the transactions this DuckDB query returns (ids in its first column).
+        #[arg(long)]
+        query: Option<String>,
+    },
+    /// Rules that categorise transactions by merchant, description, amount or account.
+    /// Rules apply to transactions as they arrive; `finq rules apply` applies them to all.
+    /// Your own edits (`finq categorize`) beat rules; rules beat Plaid's mapping.
+    Rules {
+        #[command(subcommand)]
+        command: Option<RulesCommand>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Money moved between your own accounts (credit-card payments, savings moves): both
+    /// sides are marked `is_transfer` and left out of spending and income.
+    Transfers {
+        #[command(subcommand)]
+        command: Option<TransfersCommand>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Subscriptions and bills found from a regular cadence and similar amounts: cadence,
+    /// typical amount, next expected date, monthly cost; price changes and missed payments
+    /// flagged. (Also the `recurring` view in DuckDB.)
+    Recurring {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
     },
     /// Run DuckDB SQL on the mirror.
     Sql {
@@ -155,6 +272,126 @@ pub enum Command {
     Db {
         #[command(subcommand)]
         command: DbCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CategoriesCommand {
+    /// Every category (the default).
+    List,
+    /// A new category.
+    ///
+    /// Example: finq categories add Coffee --parent Dining
+    Add {
+        name: String,
+        /// Its parent category.
+        #[arg(long)]
+        parent: Option<String>,
+        /// An income category.
+        #[arg(long)]
+        income: bool,
+    },
+    /// Rename a category; its transactions follow.
+    Rename { old: String, new: String },
+    /// Move everything in FROM (transactions, edits, mappings, rules) into INTO and delete
+    /// FROM.
+    Merge { from: String, into: String },
+    /// Delete a category, moving what it holds into another (as merge).
+    Delete {
+        name: String,
+        /// Where its transactions, edits, mappings and rules go.
+        #[arg(long, value_name = "CATEGORY")]
+        into: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Every rule, the one that wins first (the default).
+    List,
+    /// A new rule. Texts are found anywhere in the merchant's name or the description,
+    /// case ignored (or are regular expressions with --regex); --min/--max bound the
+    /// amount's size, whatever its sign.
+    ///
+    /// Examples:
+    ///   finq rules add Coffee --merchant "blue bottle"
+    ///   finq rules add Rent --description "ACME PROPERTY" --min 1500 --apply
+    ///   finq rules add Subscriptions --merchant "netflix|spotify" --regex --priority 10
+    Add {
+        /// The category it puts transactions in.
+        category: String,
+        #[arg(long)]
+        merchant: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// --merchant and --description are regular expressions (case ignored).
+        #[arg(long)]
+        regex: bool,
+        /// The smallest amount (its size, e.g. 10 for -10.00 or 10.00).
+        #[arg(long, value_parser = parse_money)]
+        min: Option<rust_decimal::Decimal>,
+        /// The largest amount (its size).
+        #[arg(long, value_parser = parse_money)]
+        max: Option<rust_decimal::Decimal>,
+        /// Only this account (its name or id).
+        #[arg(long)]
+        account: Option<String>,
+        /// Of several matching rules, the highest priority wins (then the newest).
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+        priority: i32,
+        /// Apply the rules to every transaction you already have, too.
+        #[arg(long)]
+        apply: bool,
+    },
+    /// Apply the rules to every transaction (your own edits still win).
+    Apply,
+    /// Delete a rule; what it categorised goes back to Plaid's mapping.
+    Delete { id: i64 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TransfersCommand {
+    /// Every pair found, the latest first (the default).
+    List,
+    /// This pair is no transfer (ID: either side's transaction id); finq remembers it.
+    Unmark { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountsCommand {
+    /// Every manual account with its latest balance (the default).
+    List,
+    /// A new manual account.
+    ///
+    /// Examples:
+    ///   finq accounts add Visa --type credit
+    ///   finq accounts add House --type property --balance 450000
+    ///   finq accounts add Mortgage --type loan --balance 310000 --as-of 2026-11-01
+    Add {
+        name: String,
+        /// cash, depository (checking, savings), credit, loan, investment, property, other.
+        #[arg(long = "type", value_parser = clap::value_parser!(AccountType))]
+        kind: AccountType,
+        /// ISO currency code.
+        #[arg(long, default_value = "USD")]
+        currency: String,
+        /// Its balance now; for credit and loan accounts the amount owed.
+        #[arg(long, allow_hyphen_values = true, value_parser = parse_money)]
+        balance: Option<rust_decimal::Decimal>,
+        /// The day of --balance (default: today).
+        #[arg(long, value_parser = parse_day, requires = "balance")]
+        as_of: Option<chrono::NaiveDate>,
+    },
+    /// State a manual account's balance on a day (today by default).
+    ///
+    /// Example: finq accounts balance House 465000 --as-of 2026-11-01
+    Balance {
+        name: String,
+        /// For credit and loan accounts, the amount owed.
+        #[arg(allow_hyphen_values = true, value_parser = parse_money)]
+        amount: rust_decimal::Decimal,
+        #[arg(long, value_parser = parse_day)]
+        as_of: Option<chrono::NaiveDate>,
     },
 }
 
@@ -402,6 +639,135 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let report = crate::pipeline::run(&app, Stages::All, None, !json).await?;
             crate::pipeline::note_no_items(&report, json);
             crate::pipeline::print_report(&report, json)
+        }
+        Command::Import {
+            file,
+            account,
+            format,
+            columns,
+            date_format,
+            json,
+        } => {
+            let app = App::open().await?;
+            let args = crate::manual::ImportArgs {
+                file,
+                account,
+                format,
+                columns,
+                date_format,
+                json,
+            };
+            crate::manual::import(&app, args).await
+        }
+        Command::Add {
+            amount,
+            description,
+            date,
+            account,
+            category,
+            notes,
+        } => {
+            let app = App::open().await?;
+            let args = crate::manual::AddArgs {
+                amount,
+                description,
+                date,
+                account,
+                category,
+                notes,
+            };
+            crate::manual::add(&app, args).await
+        }
+        Command::Accounts { command, json } => {
+            let app = App::open().await?;
+            let today = || chrono::Local::now().date_naive();
+            match command.unwrap_or(AccountsCommand::List) {
+                AccountsCommand::List => crate::manual::list(&app, json).await,
+                AccountsCommand::Add {
+                    name,
+                    kind,
+                    currency,
+                    balance,
+                    as_of,
+                } => {
+                    let balance = balance.map(|b| (b, as_of.unwrap_or_else(today)));
+                    crate::manual::create(&app, &name, kind, &currency, balance).await
+                }
+                AccountsCommand::Balance {
+                    name,
+                    amount,
+                    as_of,
+                } => {
+                    crate::manual::set_balance(&app, &name, amount, as_of.unwrap_or_else(today))
+                        .await
+                }
+            }
+        }
+        Command::Categories { command, json } => {
+            let app = App::open().await?;
+            use crate::categories as c;
+            match command.unwrap_or(CategoriesCommand::List) {
+                CategoriesCommand::List => c::list(&app, json).await,
+                CategoriesCommand::Add {
+                    name,
+                    parent,
+                    income,
+                } => c::add(&app, &name, parent.as_deref(), income).await,
+                CategoriesCommand::Rename { old, new } => c::rename(&app, &old, &new).await,
+                CategoriesCommand::Merge { from, into }
+                | CategoriesCommand::Delete { name: from, into } => {
+                    c::merge(&app, &from, &into).await
+                }
+            }
+        }
+        Command::Categorize { args, query } => {
+            let app = App::open().await?;
+            crate::categories::categorize(&app, args, query).await
+        }
+        Command::Rules { command, json } => {
+            let app = App::open().await?;
+            use crate::categories as c;
+            match command.unwrap_or(RulesCommand::List) {
+                RulesCommand::List => c::list_rules(&app, json).await,
+                RulesCommand::Add {
+                    category,
+                    merchant,
+                    description,
+                    regex,
+                    min,
+                    max,
+                    account,
+                    priority,
+                    apply,
+                } => {
+                    let args = c::RuleArgs {
+                        category,
+                        merchant,
+                        description,
+                        regex,
+                        min,
+                        max,
+                        account,
+                        priority,
+                        apply,
+                    };
+                    c::add_rule(&app, args).await
+                }
+                RulesCommand::Apply => c::apply(&app).await,
+                RulesCommand::Delete { id } => c::delete_rule(&app, id).await,
+            }
+        }
+        Command::Transfers { command, json } => {
+            let app = App::open().await?;
+            match command.unwrap_or(TransfersCommand::List) {
+                TransfersCommand::List => crate::transfers::list(&app, json).await,
+                TransfersCommand::Unmark { id } => crate::transfers::unmark(&app, &id).await,
+            }
+        }
+        Command::Recurring { format } => {
+            let settings = finq_core::config::Settings::load()?;
+            crate::report::recurring(&settings.duckdb_path(), format)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Sql { query: sql, format } => {
             let settings = finq_core::config::Settings::load()?;

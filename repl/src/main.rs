@@ -4,13 +4,16 @@
 mod app;
 mod ask;
 mod bench;
+mod categories;
 mod cli;
 mod demo;
 mod items;
+mod manual;
 mod pipeline;
 mod repl;
 mod report;
 mod server;
+mod transfers;
 
 use clap::Parser;
 

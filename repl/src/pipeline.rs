@@ -45,11 +45,45 @@ pub async fn run(
     show_progress: bool,
 ) -> Result<PipelineReport> {
     let plan = plan(app)?;
+    Ok(run_with(app, &plan, stages, only, show_progress).await)
+}
+
+/// Derive and mirror what a command just changed, so the next query sees it; a failing
+/// step is an error of the command.
+pub async fn derive(app: &App) -> Result<PipelineReport> {
+    let report = run(app, Stages::Derive, None, false).await?;
+    if let Some(failed) = report.failed().next() {
+        anyhow::bail!(
+            "stored, but {} failed: {} (`finq run` tries again)",
+            failed.name,
+            failed.error.as_deref().unwrap_or("failed")
+        );
+    }
+    Ok(report)
+}
+
+/// Run a plan of the caller's (e.g. `finq import`'s: one file as the source).
+pub async fn run_plan(
+    app: &App,
+    plan: &FinqPlan,
+    stages: Stages,
+    show_progress: bool,
+) -> PipelineReport {
+    run_with(app, plan, stages, None, show_progress).await
+}
+
+async fn run_with(
+    app: &App,
+    plan: &FinqPlan,
+    stages: Stages,
+    only: Option<&str>,
+    show_progress: bool,
+) -> PipelineReport {
     let mut ctx = Context::new(app.pool.clone()).only(only.map(str::to_string));
     if show_progress {
         ctx = ctx.with_progress(Arc::new(Spinners::default()));
     }
-    Ok(pipeline::run(&ctx, &plan, stages).await)
+    pipeline::run(&ctx, plan, stages).await
 }
 
 /// One spinner per running step, on stderr.
@@ -127,7 +161,7 @@ pub fn print_report(report: &PipelineReport, json: bool) -> Result<ExitCode> {
 
 fn kind(k: StepKind) -> &'static str {
     match k {
-        StepKind::Source => "sync",
+        StepKind::Source => "source",
         StepKind::Transform => "transform",
         StepKind::Sink => "mirror",
     }

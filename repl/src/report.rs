@@ -37,7 +37,7 @@ pub fn print(mirror: &Path) -> Result<()> {
         "WITH spending AS (
              SELECT coalesce(category, 'Uncategorized') AS category, date_trunc('month', date) AS month, amount
              FROM transactions
-             WHERE amount < 0 AND date >= DATE '{first}'
+             WHERE amount < 0 AND date >= DATE '{first}' AND NOT is_transfer
                AND coalesce(category, '') NOT IN ('Transfers In', 'Transfers Out', 'Loans', 'Income')
          )
          SELECT CASE WHEN grouping(category) = 1 THEN 'Total' ELSE category END AS category, {cols}
@@ -50,6 +50,40 @@ pub fn print(mirror: &Path) -> Result<()> {
     println!(
         "Spending by category (money out, pending included)\n{}",
         query::render(&spending, OutputFormat::Table)
+    );
+    Ok(())
+}
+
+/// `finq recurring`: subscriptions and bills from the mirror's `recurring` view, the
+/// costliest first, with what needs a look (a price change, a payment that did not come).
+pub fn recurring(mirror: &Path, format: OutputFormat) -> Result<()> {
+    let mut engine = QueryEngine::open(mirror, Trust::User)?;
+    let found = engine.run(
+        "SELECT merchant, cadence, typical_amount AS amount, monthly_cost, last_date AS last_paid,
+                next_expected,
+                CASE WHEN missed THEN 'missed: expected ' || strftime(next_expected, '%Y-%m-%d')
+                     WHEN price_changed THEN 'price changed: ' || previous_amount || ' → ' || last_amount
+                     ELSE '' END AS attention,
+                account_name AS account, payments
+         FROM recurring ORDER BY monthly_cost DESC, merchant",
+    )?;
+    if format != OutputFormat::Table {
+        println!("{}", query::render(&found, format).trim_end());
+        return Ok(());
+    }
+    if found.row_count() == 0 {
+        println!(
+            "No recurring payments found (at least three payments at a regular cadence are needed)."
+        );
+        return Ok(());
+    }
+    println!("{}", query::render(&found, OutputFormat::Table).trim_end());
+    let total = engine.run("SELECT sum(monthly_cost), count(*) FROM recurring")?;
+    let row = &total.rows()[0];
+    println!(
+        "{} recurring payments, {} a month",
+        row[1].as_deref().unwrap_or("0"),
+        row[0].as_deref().unwrap_or("0")
     );
     Ok(())
 }

@@ -365,7 +365,10 @@ pub async fn derive_and_mirror(
     use finq_core::pipeline::{Context, Plan, Stages};
     let plan = Plan {
         sources: Vec::<finq_connectors::SourcePlugin>::new(),
-        transforms: vec![finq_transforms::TransformConfig::Union.build()],
+        transforms: vec![
+            finq_transforms::TransformConfig::Union.build(),
+            finq_transforms::TransformConfig::Transfers.build(),
+        ],
         sinks: vec![finq_analytics::SinkPlugin::Duckdb(
             finq_analytics::mirror::DuckMirror::new(mirror),
         )],
@@ -476,4 +479,63 @@ pub async fn error_code(pool: &sqlx::PgPool, item: &str) -> Option<String> {
         .find(|s| s.item_id == item)
         .expect("a linked item")
         .error_code
+}
+
+/// A query's rows on a mirror file, as text (`None` for NULL).
+pub fn mirror_rows(path: &std::path::Path, sql: &str) -> Vec<Vec<Option<String>>> {
+    use finq_analytics::query::{QueryEngine, Trust};
+    QueryEngine::open(path, Trust::User)
+        .unwrap()
+        .run(sql)
+        .unwrap()
+        .rows()
+}
+
+/// The URL of a `#[sqlx::test]` database, for a `finq` process to use.
+pub fn database_url(pool: &sqlx::PgPool) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
+    let (prefix, _) = base.rsplit_once('/').expect("a database URL");
+    format!(
+        "{prefix}/{}",
+        pool.connect_options()
+            .get_database()
+            .expect("a database name")
+    )
+}
+
+/// The `finq` binary on a test's database and data directory, with the simulator.
+pub fn finq(
+    bin: &str,
+    db_url: &str,
+    data: &std::path::Path,
+    args: &[&str],
+) -> std::process::Output {
+    std::process::Command::new(bin)
+        .args(args)
+        .env("DATABASE_URL", db_url)
+        .env("FINQ_DATA_DIR", data)
+        .env("PLAID_ENV", "sim")
+        .output()
+        .expect("the finq binary runs")
+}
+
+/// A finished process's stdout; panics with both streams if it failed.
+pub fn succeeded(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// A finished process's stderr; panics if it succeeded.
+pub fn failed(out: &std::process::Output) -> String {
+    assert!(
+        !out.status.success(),
+        "it succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }

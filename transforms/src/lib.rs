@@ -6,13 +6,19 @@
 //!   bank-statement sign (money in positive, money out negative), kept up to date row by row
 //!   from the derive step's [`ChangeSet`](finq_core::pipeline::ChangeSet).
 //! - [`merchant`]: a statement's merchant text → the merchant's name (processor prefixes,
-//!   store numbers, city and state removed); not yet applied by a transform.
+//!   store numbers, city and state removed), applied by the union to every row.
+//! - [`transfers`]: pairs of opposite amounts between the person's own accounts, marked on
+//!   both sides (`is_transfer`), recomputed for the amounts that changed.
+//! - [`rules`]: the person's categorisation rules, applied to transactions as they arrive
+//!   and, when asked, to the whole history.
 //!
 //! [`TransformConfig`] is the `[[transforms]]` section of `finq.toml`: one variant per
 //! transform, building it and delegating the [`Transform`] trait to it.
 
 pub mod categories;
 pub mod merchant;
+pub mod rules;
+pub mod transfers;
 pub mod union;
 
 use finq_core::config::{ConfigError, PluginTables, Settings};
@@ -20,6 +26,7 @@ use finq_core::pipeline::{BoxError, ChangeSet, Counts, Transform};
 use serde::Deserialize;
 use sqlx::PgConnection;
 
+pub use transfers::Transfers;
 pub use union::UnionTransactions;
 
 /// One `[[transforms]]` table of `finq.toml`.
@@ -28,6 +35,8 @@ pub use union::UnionTransactions;
 pub enum TransformConfig {
     /// Manual + Plaid transactions, categorized, into `unified_transactions`.
     Union,
+    /// Transfers between the person's own accounts, marked (after the union).
+    Transfers,
 }
 
 impl TransformConfig {
@@ -35,13 +44,14 @@ impl TransformConfig {
     pub fn from_settings(settings: &Settings) -> Result<Vec<TransformConfig>, ConfigError> {
         Ok(
             PluginTables::parse(&settings.plugins.transforms, "transforms")?
-                .unwrap_or_else(|| vec![TransformConfig::Union]),
+                .unwrap_or_else(|| vec![TransformConfig::Union, TransformConfig::Transfers]),
         )
     }
 
     pub fn build(&self) -> TransformPlugin {
         match self {
             TransformConfig::Union => TransformPlugin::Union(UnionTransactions),
+            TransformConfig::Transfers => TransformPlugin::Transfers(Transfers),
         }
     }
 }
@@ -49,12 +59,14 @@ impl TransformConfig {
 /// A built transform.
 pub enum TransformPlugin {
     Union(UnionTransactions),
+    Transfers(Transfers),
 }
 
 impl Transform for TransformPlugin {
     fn name(&self) -> &'static str {
         match self {
             TransformPlugin::Union(t) => t.name(),
+            TransformPlugin::Transfers(t) => t.name(),
         }
     }
 
@@ -65,6 +77,7 @@ impl Transform for TransformPlugin {
     ) -> Result<Counts, BoxError> {
         match self {
             TransformPlugin::Union(t) => t.apply(conn, changes).await,
+            TransformPlugin::Transfers(t) => t.apply(conn, changes).await,
         }
     }
 }

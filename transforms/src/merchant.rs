@@ -3,9 +3,9 @@
 //! Card processors, store numbers and the place of purchase make one merchant look like
 //! many: `SQ *BLUE BOTTLE COFFEE`, `Starbucks #1234 SEATTLE WA` and `STARBUCKS 0162` are
 //! two merchants, not three. [`normalize`] removes what varies (a processor's prefix, a
-//! store or terminal number and what follows it, a trailing city and state) and writes an
-//! all-capitals name in capitals and lower case (short words such as `CVS` or `KFC` stay
-//! as they are). It keeps the raw name's words otherwise: it does not guess brands.
+//! store or terminal number and what follows it, an order code after a star, a trailing
+//! city and state) and writes an all-capitals name in capitals and lower case (short words
+//! such as `CVS` or `KFC` stay as they are). It keeps the raw name's words otherwise: it does not guess brands.
 
 /// Card processors' and marketplaces' prefixes: `SQ *`, `TST*`, `PAYPAL *`, …
 const PROCESSORS: &[&str] = &[
@@ -50,6 +50,21 @@ pub fn normalize(raw: &str) -> String {
         numbered.then_some(i)
     }) {
         words.truncate(cut);
+    }
+    // An order or reference code after a star ends the name: "AMAZON MKTPL*2K4LL1".
+    if let Some((i, at)) = words.iter().enumerate().find_map(|(i, w)| {
+        let at = w.find('*')?;
+        w[at + 1..]
+            .chars()
+            .any(|c| c.is_ascii_digit())
+            .then_some((i, at))
+    }) {
+        let word = words[i];
+        words.truncate(i + 1);
+        words[i] = &word[..at];
+        if words[i].is_empty() {
+            words.pop();
+        }
     }
     if words.len() >= 2 && words[words.len() - 1].eq_ignore_ascii_case("no.") {
         words.pop();
@@ -158,6 +173,8 @@ mod tests {
             ("WHOLEFDS MKT SAN FRANCISCO CA", "Wholefds MKT"),
             ("CVS PHARMACY #0123", "CVS Pharmacy"),
             ("COCA-COLA BOTTLING", "Coca-Cola Bottling"),
+            ("AMAZON MKTPL*2K4LL1", "Amazon Mktpl"),
+            ("AMZN Mktp US*2K4LL1", "AMZN Mktp US"),
         ] {
             assert_eq!(normalize(raw), merchant, "{raw}");
         }

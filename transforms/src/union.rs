@@ -1,5 +1,7 @@
 //! Manual + Plaid transactions in one table, `unified_transactions`, in the bank-statement
-//! sign, derived row by row from what changed.
+//! sign, derived row by row from what changed. The merchant is Plaid's merchant name, else
+//! the description named by [`normalize`](crate::merchant::normalize), once per distinct
+//! description (`merchant_names`).
 //!
 //! Every row written gets the next number of `mirror_seq` (its `seq`); every row deleted
 //! leaves a `tx_delete` (or, for a whole item, `tx_delete_item`) entry in `mirror_changes`.
@@ -9,6 +11,8 @@ use finq_core::pipeline::{BoxError, ChangeSet, Counts, Transform};
 use sqlx::PgConnection;
 
 use crate::categories::{MANUAL_CATEGORY_JOINS, PLAID_CATEGORY_JOINS};
+use crate::merchant::normalize;
+use crate::rules;
 
 pub struct UnionTransactions;
 
@@ -26,6 +30,57 @@ const UPDATE_ALL: &str =
     plaid_category = EXCLUDED.plaid_category,
     plaid_detailed_category = EXCLUDED.plaid_detailed_category, seq = EXCLUDED.seq";
 
+/// The descriptions of the Plaid transactions `filter` selects that have no name yet and
+/// need one: Plaid's own merchant name, when it sent one, is already clean and used as is.
+fn unnamed_plaid(filter: &str) -> String {
+    format!(
+        "SELECT DISTINCT t.name FROM plaid_transactions t
+         WHERE ({filter}) AND t.merchant_name IS NULL AND NOT EXISTS
+             (SELECT 1 FROM merchant_names mn WHERE mn.raw = t.name)"
+    )
+}
+
+/// The descriptions of the manual transactions `filter` selects that have no name yet.
+fn unnamed_manual(filter: &str) -> String {
+    format!(
+        "SELECT DISTINCT t.description FROM transactions t
+         WHERE ({filter}) AND NOT EXISTS
+             (SELECT 1 FROM merchant_names mn WHERE mn.raw = t.description)"
+    )
+}
+
+/// Name the merchant texts that `unnamed` (a query above, its ids bound as `$1` if `ids`
+/// is given) finds: each text is normalised once, in Rust, and kept in `merchant_names`
+/// for the upserts to join.
+async fn name_merchants<T>(
+    conn: &mut PgConnection,
+    unnamed: &str,
+    ids: Option<&[T]>,
+) -> Result<(), sqlx::Error>
+where
+    for<'q> &'q [T]: sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    T: Sync,
+{
+    let query = sqlx::query_scalar(sqlx::AssertSqlSafe(unnamed));
+    let raws: Vec<String> = match ids {
+        Some(ids) => query.bind(ids).fetch_all(&mut *conn).await?,
+        None => query.fetch_all(&mut *conn).await?,
+    };
+    if raws.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = raws.iter().map(|r| normalize(r)).collect();
+    sqlx::query(
+        "INSERT INTO merchant_names (raw, name) SELECT * FROM unnest($1::text[], $2::text[])
+         ON CONFLICT (raw) DO NOTHING",
+    )
+    .bind(&raws)
+    .bind(&names)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Insert or refresh the unified rows of the Plaid transactions that `filter` selects (`t`).
 fn upsert_plaid(filter: &str) -> String {
     format!(
@@ -33,11 +88,12 @@ fn upsert_plaid(filter: &str) -> String {
          SELECT 'plaid:' || t.plaid_transaction_id, 'plaid', i.user_id, t.item_id,
                 coalesce(i.institution_name, i.institution_id), t.account_id, a.name, t.date,
                 -t.amount, coalesce(t.iso_currency_code, t.unofficial_currency_code), t.name,
-                t.merchant_name, cat.id, cat.name, t.pending, t.plaid_category,
+                coalesce(t.merchant_name, mn.name), cat.id, cat.name, t.pending, t.plaid_category,
                 t.plaid_detailed_category, nextval('mirror_seq')
          FROM plaid_transactions t
          JOIN plaid_items i USING (item_id)
          LEFT JOIN plaid_accounts a ON a.account_id = t.account_id
+         LEFT JOIN merchant_names mn ON t.merchant_name IS NULL AND mn.raw = t.name
          {PLAID_CATEGORY_JOINS}
          WHERE {filter}
          ON CONFLICT (id) DO UPDATE SET {UPDATE_ALL}"
@@ -48,10 +104,12 @@ fn upsert_plaid(filter: &str) -> String {
 fn upsert_manual(filter: &str) -> String {
     format!(
         "INSERT INTO unified_transactions ({COLUMNS})
-         SELECT 'manual:' || t.id, 'manual', t.user_id, NULL, NULL, NULL, t.account_name, t.date,
-                t.amount, t.currency, t.description, NULL, cat.id, cat.name, false, NULL, NULL,
-                nextval('mirror_seq')
+         SELECT 'manual:' || t.id, 'manual', t.user_id, NULL, NULL, 'manual:' || m.id, m.name,
+                t.date, t.amount, t.currency, t.description, mn.name, cat.id, cat.name, false,
+                NULL, NULL, nextval('mirror_seq')
          FROM transactions t
+         JOIN manual_accounts m ON m.id = t.account_id
+         LEFT JOIN merchant_names mn ON mn.raw = t.description
          {MANUAL_CATEGORY_JOINS}
          WHERE {filter}
          ON CONFLICT (id) DO UPDATE SET {UPDATE_ALL}"
@@ -61,6 +119,7 @@ fn upsert_manual(filter: &str) -> String {
 /// How one source's changed rows are derived: the upsert for the ids bound as `$1`, the
 /// unified ids of those ids (`$1`), and whether a unified row `u` still has its source row.
 struct Rows {
+    unnamed: String,
     upsert: String,
     ids: &'static str,
     source_exists: &'static str,
@@ -74,6 +133,7 @@ impl Rows {
         for<'q> &'q [T]: sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
         T: Sync,
     {
+        name_merchants(conn, &self.unnamed, Some(ids)).await?;
         let upserted = sqlx::query(sqlx::AssertSqlSafe(self.upsert.as_str()))
             .bind(ids)
             .execute(&mut *conn)
@@ -113,6 +173,8 @@ impl Transform for UnionTransactions {
                 .execute(&mut *conn)
                 .await?
                 .rows_affected();
+            name_merchants::<String>(conn, &unnamed_plaid("true"), None).await?;
+            name_merchants::<String>(conn, &unnamed_manual("true"), None).await?;
             for sql in [upsert_plaid("true"), upsert_manual("true")] {
                 upserted += sqlx::query(sqlx::AssertSqlSafe(sql))
                     .execute(&mut *conn)
@@ -136,6 +198,19 @@ impl Transform for UnionTransactions {
             .bind(&items)
             .execute(&mut *conn)
             .await?;
+            name_merchants(
+                conn,
+                &unnamed_plaid("t.item_id = ANY($1)"),
+                Some(items.as_slice()),
+            )
+            .await?;
+            rules::evaluate(
+                conn,
+                &rules::plaid_candidates("t.item_id = ANY($1)"),
+                Some(items.as_slice()),
+                true,
+            )
+            .await?;
             upserted += sqlx::query(sqlx::AssertSqlSafe(upsert_plaid("t.item_id = ANY($1)")))
                 .bind(&items)
                 .execute(&mut *conn)
@@ -145,7 +220,7 @@ impl Transform for UnionTransactions {
 
         // Rows whose derived values depend on something else that changed: a category
         // (renamed, deleted; or "Uncategorized" re-created, for rows that had none), a
-        // mapping rule (every row of its PFC primary), an account's name.
+        // mapping rule (every row of its PFC primary), an account's name (Plaid or manual).
         let categories: Vec<i64> = changes
             .keys("category")
             .iter()
@@ -159,6 +234,37 @@ impl Transform for UnionTransactions {
             .iter()
             .filter_map(|k| k.parse().ok())
             .collect();
+        // New and changed transactions meet the rules (before their rows are derived).
+        if !plaid_ids.is_empty() {
+            let filter = "t.plaid_transaction_id = ANY($1)";
+            name_merchants(conn, &unnamed_plaid(filter), Some(plaid_ids.as_slice())).await?;
+            rules::evaluate(
+                conn,
+                &rules::plaid_candidates(filter),
+                Some(plaid_ids.as_slice()),
+                true,
+            )
+            .await?;
+        }
+        if !manual_ids.is_empty() {
+            let filter = "t.id = ANY($1)";
+            name_merchants(conn, &unnamed_manual(filter), Some(manual_ids.as_slice())).await?;
+            rules::evaluate(
+                conn,
+                &rules::manual_candidates(filter),
+                Some(manual_ids.as_slice()),
+                true,
+            )
+            .await?;
+        }
+        // A rule's hit came or went (`finq rules apply`, a rule deleted or edited).
+        for key in changes.keys("rule_hit") {
+            if let Some(id) = key.strip_prefix("plaid:") {
+                plaid_ids.push(id.to_string());
+            } else if let Some(id) = key.strip_prefix("manual:").and_then(|n| n.parse().ok()) {
+                manual_ids.push(id);
+            }
+        }
         if !categories.is_empty() {
             let rows: Vec<(String, String)> = sqlx::query_as(
                 "SELECT source, id FROM unified_transactions
@@ -173,6 +279,19 @@ impl Transform for UnionTransactions {
                     _ => manual_ids.extend(id["manual:".len()..].parse::<i64>().ok()),
                 }
             }
+        }
+        let manual_accounts: Vec<i64> = changes
+            .keys("manual_account_rows")
+            .iter()
+            .filter_map(|k| k.parse().ok())
+            .collect();
+        if !manual_accounts.is_empty() {
+            let ids: Vec<i64> =
+                sqlx::query_scalar("SELECT id FROM transactions WHERE account_id = ANY($1)")
+                    .bind(&manual_accounts)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            manual_ids.extend(ids);
         }
         if !mappings.is_empty() || !accounts.is_empty() {
             let ids: Vec<String> = sqlx::query_scalar(
@@ -191,11 +310,13 @@ impl Transform for UnionTransactions {
         manual_ids.dedup();
 
         let plaid = Rows {
+            unnamed: unnamed_plaid("t.plaid_transaction_id = ANY($1)"),
             upsert: upsert_plaid("t.plaid_transaction_id = ANY($1)"),
             ids: "SELECT 'plaid:' || x FROM unnest($1::text[]) x",
             source_exists: "SELECT 1 FROM plaid_transactions t WHERE t.plaid_transaction_id = substr(u.id, 7)",
         };
         let manual = Rows {
+            unnamed: unnamed_manual("t.id = ANY($1)"),
             upsert: upsert_manual("t.id = ANY($1)"),
             ids: "SELECT 'manual:' || x FROM unnest($1::bigint[]) x",
             source_exists: "SELECT 1 FROM transactions t WHERE t.id = substr(u.id, 8)::bigint",

@@ -37,10 +37,10 @@ use sqlx::{PgConnection, PgPool};
 use decode::CopyDecoder;
 use duck::{DuckWriter, STAGE, Threads};
 use finq_core::pipeline::ENTITY_ALL;
-use tables::{FEEDS, Follow, TABLES, TRANSACTIONS, Table, quote};
+use tables::{FEEDS, Follow, TABLES, TRANSACTIONS, Table, VIEWS, quote};
 
 /// Bump when the mirror's tables change: an older file is then rebuilt.
-pub const SCHEMA_VERSION: &str = "2";
+pub const SCHEMA_VERSION: &str = "3";
 
 /// The mirror's own bookkeeping table (schema version, position).
 pub const META_TABLE: &str = "_finq_mirror";
@@ -238,6 +238,11 @@ impl DuckMirror {
         let mut ddl = String::new();
         for t in TABLES {
             ddl.push_str(&t.create_sql());
+        }
+        // Views are bound when created: the date functions they use must exist.
+        ddl.push_str(&crate::query::date_macros());
+        for v in VIEWS {
+            ddl.push_str(&v.create_sql());
         }
         ddl.push_str(&format!(
             "CREATE TABLE {META_TABLE} (key VARCHAR PRIMARY KEY, value VARCHAR);

@@ -91,7 +91,7 @@ pub const TRANSACTIONS: Table = Table {
             "merchant",
             Text,
             "u.merchant",
-            "The merchant's name, when known",
+            "The merchant's name: the bank's merchant name when it sent one, else the description cleaned up (processor prefixes such as SQ * or PAYPAL *, store numbers, order codes, city and state removed); group by this, not by description",
         ),
         col(
             "category",
@@ -103,7 +103,7 @@ pub const TRANSACTIONS: Table = Table {
             "account_id",
             Text,
             "u.account_id",
-            "The account (accounts.account_id); NULL for manual transactions",
+            "The account (accounts.account_id): Plaid's id, or 'manual:<n>'",
         ),
         col("account_name", Text, "u.account_name", "The account's name"),
         col(
@@ -125,6 +125,12 @@ pub const TRANSACTIONS: Table = Table {
             "true while the bank has not posted it yet",
         ),
         col(
+            "is_transfer",
+            Bool,
+            "u.is_transfer",
+            "true for one side of a transfer between the person's own accounts (a credit-card payment, a move to savings; see the transfers table): neither spending nor income, leave it out of both",
+        ),
+        col(
             "plaid_category",
             Text,
             "u.plaid_category",
@@ -143,20 +149,31 @@ pub const TRANSACTIONS: Table = Table {
 
 pub const ACCOUNTS: Table = Table {
     name: "accounts",
-    comment: "Bank accounts of the linked banks, with their latest balances",
+    comment: "Accounts: those of the linked banks (source = 'plaid') and those kept by hand (source = 'manual': cash, imported cards, a house, a loan), with their latest balances",
     columns: &[
-        col("account_id", Text, "a.account_id", "Unique account id"),
+        col(
+            "account_id",
+            Text,
+            "a.account_id",
+            "Unique account id: Plaid's, or 'manual:<n>'",
+        ),
+        col(
+            "source",
+            Text,
+            "a.source",
+            "'plaid' (a linked bank) or 'manual'",
+        ),
         col(
             "item_id",
             Text,
             "a.item_id",
-            "The bank connection (items.item_id)",
+            "The bank connection (items.item_id); NULL for manual accounts",
         ),
         col(
             "institution",
             Text,
-            "coalesce(i.institution_name, i.institution_id)",
-            "The bank's name",
+            "a.institution",
+            "The bank's name; NULL for manual accounts",
         ),
         col("name", Text, "a.name", "The account's name"),
         col(
@@ -175,7 +192,7 @@ pub const ACCOUNTS: Table = Table {
             "type",
             Text,
             "a.type",
-            "depository, credit, loan or investment",
+            "depository, credit, loan, investment, other; manual accounts also cash or property",
         ),
         col(
             "subtype",
@@ -187,7 +204,7 @@ pub const ACCOUNTS: Table = Table {
             "current_balance",
             Money,
             "a.current_balance",
-            "The balance as the bank reports it; for credit and loan accounts, the amount owed",
+            "The latest balance; for credit and loan accounts, the amount owed",
         ),
         col(
             "available_balance",
@@ -201,12 +218,7 @@ pub const ACCOUNTS: Table = Table {
             "a.credit_limit",
             "The credit limit (credit accounts)",
         ),
-        col(
-            "currency",
-            Text,
-            "coalesce(a.iso_currency_code, a.unofficial_currency_code)",
-            "ISO currency code",
-        ),
+        col("currency", Text, "a.currency", "ISO currency code"),
         col(
             "updated_at",
             Timestamp,
@@ -214,7 +226,20 @@ pub const ACCOUNTS: Table = Table {
             "When the balances were last refreshed (UTC)",
         ),
     ],
-    from: "FROM plaid_accounts a JOIN plaid_items i USING (item_id)",
+    from: "FROM (
+        SELECT a.account_id, 'plaid' AS source, a.item_id,
+               coalesce(i.institution_name, i.institution_id) AS institution, a.name,
+               a.official_name, a.mask, a.type, a.subtype, a.current_balance,
+               a.available_balance, a.credit_limit,
+               coalesce(a.iso_currency_code, a.unofficial_currency_code) AS currency, a.updated_at
+        FROM plaid_accounts a JOIN plaid_items i USING (item_id)
+        UNION ALL
+        SELECT 'manual:' || m.id, 'manual', NULL, NULL, m.name, NULL, NULL, m.type, NULL,
+               b.balance, NULL, NULL, m.currency, coalesce(b.recorded_at, m.updated_at)
+        FROM manual_accounts m
+        LEFT JOIN LATERAL (SELECT balance, recorded_at FROM manual_balances
+                           WHERE account_id = m.id ORDER BY as_of DESC LIMIT 1) b ON true
+    ) a",
     follow: Follow::Whole(&["account", "item"]),
 };
 
@@ -312,7 +337,7 @@ pub const ITEMS: Table = Table {
 
 pub const BALANCE_HISTORY: Table = Table {
     name: "balance_history",
-    comment: "Each account's balances by day, as recorded at each sync (one row per account and day)",
+    comment: "Each account's balances by day (one row per account and day): as recorded at each sync for linked banks, as the person stated them for manual accounts",
     columns: &[
         col(
             "account_id",
@@ -341,12 +366,57 @@ pub const BALANCE_HISTORY: Table = Table {
         ),
         col("currency", Text, "b.iso_currency_code", "ISO currency code"),
     ],
-    from: "FROM balance_snapshots b",
+    from: "FROM (
+        SELECT account_id, as_of, current_balance, available_balance, credit_limit,
+               iso_currency_code
+        FROM balance_snapshots
+        UNION ALL
+        SELECT 'manual:' || b.account_id, b.as_of, b.balance, NULL, NULL, m.currency
+        FROM manual_balances b JOIN manual_accounts m ON m.id = b.account_id
+    ) b",
     follow: Follow::Keyed {
         kind: "balance",
         key_pg: "b.account_id || ' ' || b.as_of",
         key_duck: "account_id || ' ' || strftime(date, '%Y-%m-%d')",
     },
+};
+
+pub const TRANSFERS: Table = Table {
+    name: "transfers",
+    comment: "Money moved between the person's own accounts: each row pairs the transaction that left one account with the one that arrived in another (both have is_transfer = true in transactions)",
+    columns: &[
+        col(
+            "out_id",
+            Text,
+            "p.out_id",
+            "The outgoing side (transactions.id, amount negative)",
+        ),
+        col(
+            "in_id",
+            Text,
+            "p.in_id",
+            "The incoming side (transactions.id, amount positive)",
+        ),
+        col("amount", Money, "p.size", "The amount moved (positive)"),
+        col("out_date", Date, "o.date", "When it left"),
+        col("in_date", Date, "i.date", "When it arrived"),
+        col(
+            "from_account",
+            Text,
+            "o.account_name",
+            "The account it left",
+        ),
+        col(
+            "to_account",
+            Text,
+            "i.account_name",
+            "The account it arrived in",
+        ),
+    ],
+    from: "FROM transfer_pairs p
+        JOIN unified_transactions o ON o.id = p.out_id
+        JOIN unified_transactions i ON i.id = p.in_id",
+    follow: Follow::Whole(&["transfer", "account"]),
 };
 
 pub const SYNC_LOG: Table = Table {
@@ -389,6 +459,7 @@ pub const TABLES: &[&Table] = &[
     &CATEGORIES,
     &ITEMS,
     &BALANCE_HISTORY,
+    &TRANSFERS,
     &SYNC_LOG,
 ];
 
@@ -437,4 +508,93 @@ impl Table {
 /// A DuckDB string literal.
 pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A view of the mirror: derived at query time from the tables, so it is always as fresh
+/// as they are and costs nothing to keep.
+pub struct View {
+    pub name: &'static str,
+    pub comment: &'static str,
+    pub sql: &'static str,
+}
+
+/// Subscriptions and bills: per merchant, outflows at a regular cadence (most gaps between
+/// payments in one band) of similar amounts (most within a quarter of the median).
+pub const RECURRING: View = View {
+    name: "recurring",
+    comment: "Subscriptions and bills found from a regular cadence and similar amounts per merchant. Columns: merchant, account_name, cadence (weekly, biweekly, monthly, quarterly, yearly), payments (how many seen), typical_amount (median, positive), last_date, last_amount, previous_amount, next_expected (date), monthly_cost (typical_amount as a monthly figure), price_changed (last amount differs from the one before by more than 1%), missed (next_expected is more than a week past, or a quarter of the period for longer cadences)",
+    sql: "WITH tx AS (
+    SELECT merchant, account_name, date, -amount AS paid
+    FROM transactions
+    WHERE amount < 0 AND NOT pending AND NOT is_transfer AND merchant IS NOT NULL
+),
+gaps AS (
+    SELECT merchant, date - lag(date) OVER (PARTITION BY merchant ORDER BY date) AS gap
+    FROM tx
+),
+bands AS (
+    SELECT merchant,
+           CASE WHEN gap BETWEEN 6 AND 8 THEN 'weekly'
+                WHEN gap BETWEEN 13 AND 16 THEN 'biweekly'
+                WHEN gap BETWEEN 26 AND 35 THEN 'monthly'
+                WHEN gap BETWEEN 85 AND 97 THEN 'quarterly'
+                WHEN gap BETWEEN 350 AND 380 THEN 'yearly' END AS cadence,
+           count(*) OVER (PARTITION BY merchant) AS gaps
+    FROM gaps WHERE gap IS NOT NULL
+),
+cadences AS (
+    SELECT merchant, cadence
+    FROM bands
+    WHERE cadence IS NOT NULL AND gaps >= 2
+    GROUP BY merchant, cadence, gaps
+    HAVING count(*) >= 0.75 * gaps
+),
+stats AS (
+    SELECT merchant, count(*) AS payments, median(paid) AS typical,
+           arg_max(account_name, date) AS account_name,
+           max(date) AS last_date, arg_max(paid, date) AS last_amount,
+           list(paid ORDER BY date DESC)[2] AS previous_amount
+    FROM tx GROUP BY merchant
+),
+steady AS (
+    SELECT t.merchant
+    FROM tx t JOIN stats s USING (merchant)
+    GROUP BY t.merchant, s.payments
+    HAVING count(*) FILTER (WHERE abs(t.paid - s.typical) <= 0.25 * s.typical) >= 0.75 * s.payments
+),
+found AS (
+    SELECT s.*, c.cadence,
+           CASE c.cadence WHEN 'weekly' THEN s.last_date + INTERVAL 7 DAY
+                          WHEN 'biweekly' THEN s.last_date + INTERVAL 14 DAY
+                          WHEN 'monthly' THEN s.last_date + INTERVAL 1 MONTH
+                          WHEN 'quarterly' THEN s.last_date + INTERVAL 3 MONTH
+                          ELSE s.last_date + INTERVAL 1 YEAR END AS next_due,
+           CASE c.cadence WHEN 'weekly' THEN 52.0 / 12 WHEN 'biweekly' THEN 26.0 / 12
+                          WHEN 'monthly' THEN 1.0 WHEN 'quarterly' THEN 1.0 / 3
+                          ELSE 1.0 / 12 END AS per_month,
+           CASE c.cadence WHEN 'quarterly' THEN 23 WHEN 'yearly' THEN 90 ELSE 7 END AS grace
+    FROM stats s JOIN cadences c USING (merchant) JOIN steady USING (merchant)
+)
+SELECT merchant, account_name, cadence, payments,
+       CAST(round(typical, 2) AS DECIMAL(18, 2)) AS typical_amount,
+       last_date, last_amount, previous_amount,
+       CAST(next_due AS DATE) AS next_expected,
+       CAST(round(typical * per_month, 2) AS DECIMAL(18, 2)) AS monthly_cost,
+       coalesce(abs(last_amount - previous_amount) > 0.01 * previous_amount, false) AS price_changed,
+       current_date > CAST(next_due AS DATE) + grace AS missed
+FROM found",
+};
+
+pub const VIEWS: &[&View] = &[&RECURRING];
+
+impl View {
+    pub fn create_sql(&self) -> String {
+        format!(
+            "CREATE VIEW {} AS {};\nCOMMENT ON VIEW {} IS {};\n",
+            self.name,
+            self.sql,
+            self.name,
+            quote(self.comment)
+        )
+    }
 }

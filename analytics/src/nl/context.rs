@@ -52,7 +52,7 @@ fn summaries_sql() -> [(&'static str, String); 4] {
                 "SELECT category, round(-sum(amount), 2) AS spent, count(*) AS transactions
                  FROM transactions
                  WHERE amount < 0 AND date > current_date - INTERVAL 30 DAY
-                   AND category NOT IN {NOT_SPENDING}
+                   AND NOT is_transfer AND category NOT IN {NOT_SPENDING}
                  GROUP BY category ORDER BY spent DESC"
             ),
         ),
@@ -64,7 +64,7 @@ fn summaries_sql() -> [(&'static str, String); 4] {
                         round(coalesce(-sum(amount) FILTER (WHERE amount < 0), 0), 2) AS money_out
                  FROM transactions
                  WHERE date >= date_trunc('month', current_date) - INTERVAL 5 MONTH
-                   AND category NOT IN {NOT_SPENDING}
+                   AND NOT is_transfer AND category NOT IN {NOT_SPENDING}
                  GROUP BY 1 ORDER BY 1"
             ),
         ),
@@ -163,12 +163,7 @@ impl Context {
     /// Gather the context from the mirror.
     pub fn gather(engine: &mut QueryEngine) -> Result<Context, QueryError> {
         let tables = engine.describe()?;
-        let accounts = strings(&engine.run(
-            "SELECT name FROM accounts
-             UNION SELECT DISTINCT account_name FROM transactions
-                   WHERE account_id IS NULL AND account_name IS NOT NULL
-             ORDER BY 1",
-        )?);
+        let accounts = strings(&engine.run("SELECT name FROM accounts ORDER BY 1")?);
         let categories = strings(&engine.run("SELECT name FROM categories ORDER BY name")?);
         let merchants = strings(&engine.run(
             "SELECT merchant FROM transactions WHERE merchant IS NOT NULL

@@ -6,6 +6,12 @@
 //! - [`mirror`]: the pipeline to DuckDB, and the property test that the incremental
 //!   pipeline always ends where a full rebuild would.
 //! - [`ask`]: the question path against the fake Ollama server.
+//! - [`categories`]: the person's edits, rules and categories, and their precedence.
+//! - [`transfers`]: transfers between own accounts equal a brute-force search; unmarking.
+//! - [`recurring`]: the simulated bank's bills and subscriptions found, price changes and
+//!   missed payments flagged.
+//! - [`import`]: bank and card exports imported (exact, idempotent, all or nothing),
+//!   transactions added by hand, manual accounts with balances, as library and as process.
 //! - [`simulator`], [`openapi`]: the simulator behaves as Plaid documents (webhook retries
 //!   and key rotation included), every response matches Plaid's OpenAPI spec, and Plaid's
 //!   official Python client accepts it.
@@ -14,10 +20,14 @@
 //! - [`reliability`]: `finq sync` and `finq run` killed at random moments lose nothing.
 
 mod ask;
+mod categories;
 mod demo;
+mod import;
 mod link;
 mod mirror;
 mod openapi;
+mod recurring;
 mod reliability;
 mod simulator;
 mod sync;
+mod transfers;

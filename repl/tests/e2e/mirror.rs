@@ -12,12 +12,19 @@ use proptest::test_runner::{Config, TestRunner};
 use rust_decimal::Decimal;
 use sqlx::PgPool;
 
+/// The manual account the first test keeps cash in.
+const WALLET: &str = "(SELECT id FROM manual_accounts WHERE name = 'Wallet')";
+
 #[sqlx::test(migrator = "finq_core::MIGRATOR")]
 async fn mirror_matches_postgres(pool: PgPool) {
     let bank = SimBank::start(21, 1500).await;
     let item = bank.link(&pool).await;
     bank.sync(&pool, &item).await;
-    sqlx::query("INSERT INTO transactions (user_id, date, description, amount) VALUES (1, '2026-11-02', 'Farmers market (cash)', -23.50), (1, '2026-11-03', 'Sold a bike', 120.00)")
+    sqlx::query("INSERT INTO manual_accounts (user_id, name, type) VALUES (1, 'Wallet', 'cash')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO transactions (user_id, account_id, date, description, amount) VALUES (1, {WALLET}, '2026-11-02', 'Farmers market (cash)', -23.50), (1, {WALLET}, '2026-11-03', 'Sold a bike', 120.00)")))
         .execute(&pool)
         .await
         .unwrap();
@@ -26,7 +33,7 @@ async fn mirror_matches_postgres(pool: PgPool) {
     let report = derive_and_mirror(&pool, &path).await;
     let union = &report.steps[0];
     assert_eq!(union.counts["upserted"], 1502, "{report:?}");
-    let sink = &report.steps[1];
+    let sink = &report.steps[2];
     assert_eq!(
         sink.counts["rebuilt"], 1,
         "the first write builds the mirror"
@@ -35,7 +42,7 @@ async fn mirror_matches_postgres(pool: PgPool) {
     // Nothing changed: nothing to do.
     let again = derive_and_mirror(&pool, &path).await;
     assert_eq!(again.steps[0].counts["upserted"], 0);
-    assert_eq!(again.steps[1].counts["rows"], 0);
+    assert_eq!(again.steps[2].counts["rows"], 0);
 
     let (pg_count, pg_plaid_sum, pg_manual_sum): (i64, Decimal, Decimal) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM plaid_transactions) + (SELECT count(*) FROM transactions),
@@ -64,7 +71,7 @@ async fn mirror_matches_postgres(pool: PgPool) {
         Some("0"),
         "every transaction has a category"
     );
-    assert_eq!(row[5].as_deref(), Some("4"));
+    assert_eq!(row[5].as_deref(), Some("5"), "four at the bank, the wallet");
 
     let accounts = engine
         .run("SELECT count(*), sum(current_balance) FROM accounts")
@@ -74,7 +81,7 @@ async fn mirror_matches_postgres(pool: PgPool) {
             .fetch_one(&pool)
             .await
             .unwrap();
-    assert_eq!(accounts.rows()[0][0].as_deref(), Some("4"));
+    assert_eq!(accounts.rows()[0][0].as_deref(), Some("5"));
     assert_eq!(
         Decimal::from_str(accounts.rows()[0][1].as_deref().unwrap()).unwrap(),
         pg_accounts.1
@@ -114,8 +121,8 @@ async fn mirror_matches_postgres(pool: PgPool) {
         .await
         .unwrap();
     let report = derive_and_mirror(&pool, &path).await;
-    assert_eq!(report.steps[1].counts["rebuilt"], 0, "{report:?}");
-    assert_eq!(report.steps[1].counts["deletions"], 1);
+    assert_eq!(report.steps[2].counts["rebuilt"], 0, "{report:?}");
+    assert_eq!(report.steps[2].counts["deletions"], 1);
     let mut engine = QueryEngine::open(&path, Trust::User).unwrap();
     let n = engine
         .run("SELECT count(*), count(*) FILTER (WHERE category = 'Dining'), count(*) FILTER (WHERE category = 'Food & Drink') > 0 FROM transactions")
@@ -131,12 +138,12 @@ async fn mirror_matches_postgres(pool: PgPool) {
 
     // A reader holding the file open does not block a write: the mirror is rebuilt beside
     // it and swapped in; the reader keeps its consistent old copy until it reopens.
-    sqlx::query("INSERT INTO transactions (user_id, date, description, amount) VALUES (1, '2026-11-04', 'Lemonade', 3.00)")
+    sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO transactions (user_id, account_id, date, description, amount) VALUES (1, {WALLET}, '2026-11-04', 'Lemonade', 3.00)")))
         .execute(&pool)
         .await
         .unwrap();
     let report = derive_and_mirror(&pool, &path).await;
-    assert_eq!(report.steps[1].counts["rebuilt"], 1, "{report:?}");
+    assert_eq!(report.steps[2].counts["rebuilt"], 1, "{report:?}");
     let n = engine.run("SELECT count(*) FROM transactions").unwrap();
     assert_eq!(
         n.rows()[0][0].as_deref(),
@@ -187,6 +194,20 @@ enum Op {
     RenameAccount(usize),
     /// Insert a manual transaction (SQL).
     ManualInsert(i64),
+    /// A rule: the merchant of the n-th transaction into the m-th category.
+    AddRule(usize, usize),
+    /// Apply the rules to every transaction.
+    ApplyRules,
+    /// Delete the n-th rule.
+    DeleteRule(usize),
+    /// Merge the m-th category into the n-th.
+    MergeCategory(usize, usize),
+    /// Unmark the n-th transfer.
+    UnmarkTransfer(usize),
+    /// Rename the n-th manual account (SQL).
+    RenameManualAccount(usize),
+    /// State the n-th manual account's balance on a day (SQL).
+    ManualBalance(usize, u32, i64),
     /// Change the amount of the n-th manual transaction (SQL).
     ManualUpdate(usize, i64),
     /// Delete the n-th manual transaction (SQL).
@@ -205,6 +226,13 @@ fn op() -> impl Strategy<Value = Op> {
         (0usize..20).prop_map(Op::Map),
         (0usize..8).prop_map(Op::RenameAccount),
         (-50_000i64..50_000).prop_map(Op::ManualInsert),
+        (0usize..2).prop_map(Op::RenameManualAccount),
+        (0usize..500, 0usize..20).prop_map(|(n, m)| Op::AddRule(n, m)),
+        Just(Op::ApplyRules),
+        (0usize..20).prop_map(Op::UnmarkTransfer),
+        (0usize..4).prop_map(Op::DeleteRule),
+        (0usize..20, 0usize..20).prop_map(|(m, n)| Op::MergeCategory(m, n)),
+        (0usize..2, 0u32..30, 0i64..10_000_000).prop_map(|(n, d, c)| Op::ManualBalance(n, d, c)),
         (0usize..10, -50_000i64..50_000).prop_map(|(n, a)| Op::ManualUpdate(n, a)),
         (0usize..10).prop_map(Op::ManualDelete),
     ]
@@ -234,6 +262,12 @@ async fn apply(pool: &PgPool, bank: &SimBank, op: &Op, step: usize) {
         format!(
             "(SELECT id FROM categories ORDER BY id OFFSET {} LIMIT 1)",
             m % 15
+        )
+    };
+    let manual_account = |n: usize| {
+        format!(
+            "(SELECT id FROM manual_accounts ORDER BY id OFFSET {} LIMIT 1)",
+            n % 2
         )
     };
     match op {
@@ -295,10 +329,80 @@ async fn apply(pool: &PgPool, bank: &SimBank, op: &Op, step: usize) {
         }
         Op::ManualInsert(cents) => {
             exec(format!(
-                "INSERT INTO transactions (user_id, date, description, amount, category_id)
-                 VALUES (1, DATE '2026-11-01' + {}, 'manual {step}', {cents} / 100.0, {})",
+                "INSERT INTO transactions (user_id, account_id, date, description, amount, category_id)
+                 VALUES (1, {}, DATE '2026-11-01' + {}, 'SQ *MANUAL {step} #12', {cents} / 100.0, {})",
+                manual_account(step),
                 step % 30,
                 category(step)
+            ))
+            .await
+        }
+        Op::AddRule(n, m) => {
+            let merchant = nth_id(
+                pool,
+                "SELECT DISTINCT merchant FROM unified_transactions WHERE merchant IS NOT NULL ORDER BY 1",
+                *n,
+            )
+            .await;
+            let category: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT id FROM categories WHERE id = {}",
+                category(*m)
+            )))
+            .fetch_optional(pool)
+            .await
+            .unwrap();
+            if let (Some(merchant), Some(category_id)) = (merchant, category) {
+                finq_transforms::rules::add(
+                    pool,
+                    &finq_transforms::rules::NewRule {
+                        category_id,
+                        priority: (step % 3) as i32,
+                        merchant: Some(merchant.to_lowercase()),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            }
+        }
+        Op::UnmarkTransfer(n) => {
+            if let Some(id) = nth_id(pool, "SELECT out_id FROM transfer_pairs ORDER BY 1", *n).await {
+                finq_transforms::transfers::unmark(pool, &id).await.unwrap();
+            }
+        }
+        Op::ApplyRules => {
+            finq_transforms::rules::apply_all(pool).await.unwrap();
+        }
+        Op::DeleteRule(n) => {
+            if let Some(id) = nth_id(pool, "SELECT id::text FROM category_rules ORDER BY id", *n).await {
+                finq_transforms::rules::delete(pool, id.parse().unwrap()).await.unwrap();
+            }
+        }
+        Op::MergeCategory(m, n) => {
+            let names: Vec<String> =
+                sqlx::query_scalar("SELECT name FROM categories WHERE name <> 'Uncategorized' ORDER BY id")
+                    .fetch_all(pool)
+                    .await
+                    .unwrap();
+            if names.len() >= 2 && m % names.len() != n % names.len() {
+                finq_transforms::categories::merge(pool, &names[m % names.len()], &names[n % names.len()])
+                    .await
+                    .unwrap();
+            }
+        }
+        Op::RenameManualAccount(n) => {
+            exec(format!(
+                "UPDATE manual_accounts SET name = name || ' {step}' WHERE id = {}",
+                manual_account(*n)
+            ))
+            .await
+        }
+        Op::ManualBalance(n, day, cents) => {
+            exec(format!(
+                "INSERT INTO manual_balances (account_id, as_of, balance)
+                 VALUES ({}, DATE '2026-11-01' + {day}, {cents} / 100.0)
+                 ON CONFLICT (account_id, as_of) DO UPDATE SET balance = EXCLUDED.balance",
+                manual_account(*n)
             ))
             .await
         }
@@ -326,6 +430,12 @@ async fn incremental_pipeline_equals_a_full_rebuild(pool: PgPool) {
     let reference = dir.path().join("reference.duckdb");
     let item = bank.link(&pool).await;
     bank.sync(&pool, &item).await;
+    sqlx::query(
+        "INSERT INTO manual_accounts (user_id, name, type) VALUES (1, 'Wallet', 'cash'), (1, 'House', 'property')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     derive_and_mirror(&pool, &incremental).await;
 
     let mut runner = TestRunner::new(Config {

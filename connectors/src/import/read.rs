@@ -1,8 +1,7 @@
 //! Reading bank and card exports (CSV, OFX/QFX): amounts as banks write them,
 //! dates in the usual US forms or a format given, and text in UTF-8 (with or without a byte
 //! order mark) or Latin-1. Each reader says what it expected when a value does not fit, for
-//! the error that names the file, line and column. (The import source that uses them is not
-//! built yet.)
+//! the error that names the file, line and column.
 
 use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
@@ -272,7 +271,7 @@ pub fn detect_layout(header: &[&str]) -> Result<Layout, String> {
         }
     };
     Ok(Layout {
-        name: known.map_or("a CSV with a header", |k| k.0),
+        name: known.map_or("generic", |k| k.0),
         date,
         description,
         amount,
@@ -342,7 +341,7 @@ pub fn layout_from_columns(spec: &str, header: &[&str]) -> Result<Layout, String
     };
     match (date, description) {
         (Some(date), Some(description)) => Ok(Layout {
-            name: "the columns given",
+            name: "--columns",
             date,
             description,
             amount: amounts,
@@ -401,11 +400,11 @@ pub struct ReadError {
 }
 
 /// Read a whole CSV export, all or nothing: every row, or the first row that cannot be
-/// read. `layout` is detected from the header unless given; `date_format` as for
-/// [`parse_date`].
+/// read. The layout is detected from the header unless `columns` names it (as for
+/// [`layout_from_columns`]); `date_format` as for [`parse_date`].
 pub fn read_csv(
     bytes: &[u8],
-    layout: Option<Layout>,
+    columns: Option<&str>,
     date_format: Option<&str>,
 ) -> Result<(Layout, Vec<ImportedRow>), ReadError> {
     let text = decode_text(bytes);
@@ -425,14 +424,15 @@ pub fn read_csv(
         .map(str::to_string)
         .collect();
     let header_refs: Vec<&str> = header.iter().map(String::as_str).collect();
-    let layout = match layout {
-        Some(l) => l,
-        None => detect_layout(&header_refs).map_err(|expected| ReadError {
-            line: 1,
-            column: None,
-            expected,
-        })?,
-    };
+    let layout = match columns {
+        Some(spec) => layout_from_columns(spec, &header_refs),
+        None => detect_layout(&header_refs),
+    }
+    .map_err(|expected| ReadError {
+        line: 1,
+        column: None,
+        expected,
+    })?;
     let column_name = |i: usize| {
         header
             .get(i)
@@ -741,7 +741,7 @@ mod tests {
         let generic = layout("date, memo ,AMOUNT");
         assert_eq!(
             (generic.name, generic.amount),
-            ("a CSV with a header", Amounts::Signed(2))
+            ("generic", Amounts::Signed(2))
         );
         // Unknown columns: the error says how to name them.
         let err = detect_layout(&["When", "What", "How much"]).unwrap_err();
@@ -830,13 +830,18 @@ mod tests {
             let err = layout_from_columns(spec, &header).unwrap_err();
             assert!(err.contains(says), "{spec}: {err}");
         }
-        // Read with it.
+        // Read with it; a bad spec is refused at the header.
         let file = "Posted,Memo,Charge\n2026-01-30,COFFEE,4.50\n";
-        let header: Vec<&str> = file.lines().next().unwrap().split(',').collect();
-        let layout =
-            layout_from_columns("date=Posted,description=Memo,amount=-Charge", &header).unwrap();
-        let (_, rows) = read_csv(file.as_bytes(), Some(layout), None).unwrap();
+        let spec = "date=Posted,description=Memo,amount=-Charge";
+        let (_, rows) = read_csv(file.as_bytes(), Some(spec), None).unwrap();
         assert_eq!(rows[0].amount, d("-4.50"));
+        let err = read_csv(
+            file.as_bytes(),
+            Some("date=When,description=Memo,amount=Charge"),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(err.line, 1);
     }
 
     #[test]
