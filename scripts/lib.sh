@@ -55,6 +55,21 @@ ensure_chromium() {
     [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 }
 
+# The ledger tools the exports are checked with: Debian's hledger, and beancount (pinned)
+# in a virtualenv of finq's.
+ensure_ledger_tools() {
+    command -v hledger >/dev/null 2>&1 || apt_install hledger
+    local venv="$HOME/.cache/finq/beancount" version=3.2.3
+    if ! "$venv/bin/python" -c "import beancount, sys; sys.exit(beancount.__version__ != '$version')" 2>/dev/null; then
+        command -v python3 >/dev/null 2>&1 || apt_install python3
+        rm -rf "$venv"
+        python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; rm -rf "$venv"; python3 -m venv "$venv"; }
+        echo "installing beancount $version for the tests" >&2
+        "$venv/bin/pip" install -q --disable-pip-version-check "beancount==$version" >&2
+    fi
+    export FINQ_BEAN_CHECK="$venv/bin/bean-check"
+}
+
 # Plaid's official Python client (pinned), in a virtualenv of finq's: the tests run it
 # against the simulator.
 ensure_plaid_python() {

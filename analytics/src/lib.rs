@@ -1,12 +1,15 @@
 //! finq-analytics: the DuckDB side.
 //!
 //! - [`mirror`]: PostgreSQL → DuckDB through Arrow record batches (`transactions`,
-//!   `accounts`, `categories`, `items`, `balance_history`, `sync_log`), applied
-//!   incrementally from the derive step's change feed, rebuilt when it must be.
+//!   `accounts`, `categories`, `items`, `balance_snapshots`, `transfers`, `sync_log`),
+//!   applied incrementally from the derive step's change feed, rebuilt when it must be; and
+//!   views computed when queried (`recurring`, `balance_history`, `net_worth`).
 //! - [`query`]: the [`query::QueryEngine`]: a read-only connection to the mirror that works
 //!   offline (no extension is ever downloaded), renders every result type as a table, CSV or
 //!   JSON, and turns every failure into an error. Model-written SQL additionally runs with no
 //!   file, extension or database access.
+//! - [`export`]: the transactions as CSV or Parquet (by DuckDB), or as hledger and
+//!   beancount journals (double entry: the bank side and the category).
 //! - [`nl`]: questions in plain English: the context (schema, the person's names, summaries),
 //!   Ollama with a JSON-schema `format` for the plan (repaired with DuckDB's error when it
 //!   fails), an answer in words whose every number is checked against the rows
@@ -14,6 +17,7 @@
 //!
 //! [`SinkConfig`] is the `[[sinks]]` section of `finq.toml`.
 
+pub mod export;
 pub mod mirror;
 pub mod nl;
 pub mod query;

@@ -27,6 +27,8 @@ pub enum QueryError {
     Sql(duckdb::Error),
     #[error("refused: {0}")]
     NotReadOnly(String),
+    #[error("cannot export: {0}")]
+    Export(String),
 }
 
 /// How results are printed.

@@ -198,6 +198,29 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
+    /// Export the transactions: CSV, Parquet, or a double-entry journal for hledger or
+    /// beancount (the bank side with its statement-signed amount under assets: or
+    /// liabilities:, the other side to the category; pending transactions flagged `!`).
+    ///
+    /// Examples:
+    ///   finq export --format hledger --output finq.journal && hledger -f finq.journal bal
+    ///   finq export --format beancount --since 2026-01-01 --output finq.beancount
+    ///   finq export --format parquet --output transactions.parquet
+    Export {
+        #[arg(long, value_enum)]
+        format: finq_analytics::export::ExportFormat,
+        /// The file to write (only you can read it); standard output otherwise (not for
+        /// Parquet).
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+        /// Only transactions from this date on.
+        #[arg(long, value_parser = parse_day)]
+        since: Option<chrono::NaiveDate>,
+        /// Start each account with its balance before its first exported transaction
+        /// (hledger, beancount), so the journal's balances match the bank's.
+        #[arg(long)]
+        opening_balances: bool,
+    },
     /// Run DuckDB SQL on the mirror.
     Sql {
         /// The query, e.g. "SELECT category, sum(amount) FROM transactions GROUP BY 1".
@@ -767,6 +790,22 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Recurring { format } => {
             let settings = finq_core::config::Settings::load()?;
             crate::report::recurring(&settings.duckdb_path(), format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export {
+            format,
+            output,
+            since,
+            opening_balances,
+        } => {
+            let settings = finq_core::config::Settings::load()?;
+            crate::report::export(
+                &settings.duckdb_path(),
+                format,
+                output.as_deref(),
+                since,
+                opening_balances,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sql { query: sql, format } => {

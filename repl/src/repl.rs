@@ -34,7 +34,7 @@ const HELP: &str = "\
   \\help               this help
   \\q                  quit (or Ctrl-D)
 
-Tables: transactions (amount: money in positive, money out negative), accounts, categories,\nitems, balance_history, sync_log.";
+Tables: transactions (amount: money in positive, money out negative), accounts, categories,\nitems, balance_snapshots, transfers, sync_log; views recurring, balance_history, net_worth.";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplCommand {

@@ -3,8 +3,9 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use chrono::{Datelike, Months, NaiveDate};
+use finq_analytics::export::{self, ExportFormat};
 use finq_analytics::query::{self, OutputFormat, QueryEngine, Trust};
 
 pub fn print(mirror: &Path) -> Result<()> {
@@ -85,5 +86,76 @@ pub fn recurring(mirror: &Path, format: OutputFormat) -> Result<()> {
         row[1].as_deref().unwrap_or("0"),
         row[0].as_deref().unwrap_or("0")
     );
+    Ok(())
+}
+
+/// Write a file only its owner can read (exports hold every transaction).
+fn owner_only(path: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// `finq export`.
+pub fn export(
+    mirror: &Path,
+    format: ExportFormat,
+    output: Option<&Path>,
+    since: Option<NaiveDate>,
+    opening_balances: bool,
+) -> Result<()> {
+    use std::io::Write;
+    let mut engine = QueryEngine::open(mirror, Trust::User)?;
+    if opening_balances && matches!(format, ExportFormat::Csv | ExportFormat::Parquet) {
+        bail!("--opening-balances is for the ledger formats (hledger, beancount)");
+    }
+    let text = match format {
+        ExportFormat::Csv | ExportFormat::Parquet => {
+            let Some(path) = output else {
+                if format == ExportFormat::Parquet {
+                    bail!("Parquet is a binary format: name the file with --output FILE");
+                }
+                let filter = since
+                    .map(|d| format!("WHERE date >= DATE '{d}'"))
+                    .unwrap_or_default();
+                let all = engine.run(&format!(
+                    "SELECT * FROM transactions {filter} ORDER BY date, id"
+                ))?;
+                println!("{}", query::render(&all, OutputFormat::Csv).trim_end());
+                return Ok(());
+            };
+            drop(owner_only(path)?);
+            export::copy_to(&mut engine, format, path, since)?;
+            eprintln!("wrote {}", path.display());
+            return Ok(());
+        }
+        ExportFormat::Hledger | ExportFormat::Beancount => {
+            let rows = export::ledger_rows(&mut engine, since)?;
+            let openings = if opening_balances {
+                export::openings(&mut engine, since)?
+            } else {
+                Vec::new()
+            };
+            if format == ExportFormat::Hledger {
+                export::hledger(&rows, &openings)
+            } else {
+                export::beancount(&rows, &openings)
+            }
+        }
+    };
+    match output {
+        Some(path) => {
+            owner_only(path)?
+                .write_all(text.as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => print!("{text}"),
+    }
     Ok(())
 }

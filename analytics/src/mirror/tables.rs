@@ -335,9 +335,9 @@ pub const ITEMS: Table = Table {
     follow: Follow::Whole(&["item"]),
 };
 
-pub const BALANCE_HISTORY: Table = Table {
-    name: "balance_history",
-    comment: "Each account's balances by day (one row per account and day): as recorded at each sync for linked banks, as the person stated them for manual accounts",
+pub const BALANCE_SNAPSHOTS: Table = Table {
+    name: "balance_snapshots",
+    comment: "Each account's balances as reported (one row per account and day): recorded at each sync for linked banks, stated by the person for manual accounts. balance_history fills in the days between",
     columns: &[
         col(
             "account_id",
@@ -458,7 +458,7 @@ pub const TABLES: &[&Table] = &[
     &ACCOUNTS,
     &CATEGORIES,
     &ITEMS,
-    &BALANCE_HISTORY,
+    &BALANCE_SNAPSHOTS,
     &TRANSFERS,
     &SYNC_LOG,
 ];
@@ -585,7 +585,79 @@ SELECT merchant, account_name, cadence, payments,
 FROM found",
 };
 
-pub const VIEWS: &[&View] = &[&RECURRING];
+/// Every account's balance on every day: the reported one where there is a snapshot, and
+/// otherwise derived from the nearest snapshot (the next one, else the one before) and the
+/// posted transactions in between. In the offset form: balance(d) = offset + sign × cum(d),
+/// where cum is the running sum of the account's amounts and each snapshot fixes an offset.
+pub const BALANCE_HISTORY: View = View {
+    name: "balance_history",
+    comment: "Every account's balance for every day, from its first transaction or snapshot to today. Columns: account_id, account_name, type, date, balance (credit and loan accounts: the amount owed, positive), from_snapshot (true where a reported balance exists that day, false where derived from the nearest snapshot and the transactions between), agrees (false on days between two snapshots whose difference the transactions do not explain: a missing or wrong transaction). Accounts that never reported a balance are left out",
+    sql: "WITH acct AS (
+    SELECT account_id, name, type, CASE WHEN type IN ('credit', 'loan') THEN -1 ELSE 1 END AS sign
+    FROM accounts
+),
+flows AS (
+    SELECT account_id, date, sum(amount) AS flow
+    FROM transactions WHERE account_id IS NOT NULL AND NOT pending
+    GROUP BY account_id, date
+),
+snaps AS (
+    SELECT account_id, date, current_balance AS balance
+    FROM balance_snapshots WHERE current_balance IS NOT NULL
+),
+span AS (
+    SELECT s.account_id, least(s.first, coalesce(f.first, s.first)) AS first,
+           greatest(current_date, s.last, coalesce(f.last, s.last)) AS last
+    FROM (SELECT account_id, min(date) AS first, max(date) AS last FROM snaps GROUP BY 1) s
+    LEFT JOIN (SELECT account_id, min(date) AS first, max(date) AS last FROM flows GROUP BY 1) f
+        USING (account_id)
+),
+days AS (
+    SELECT account_id, CAST(unnest(generate_series(first, last, INTERVAL 1 DAY)) AS DATE) AS date
+    FROM span
+),
+running AS (
+    SELECT d.account_id, d.date, a.name, a.type, a.sign, s.balance AS snapshot,
+           sum(coalesce(f.flow, 0)) OVER (PARTITION BY d.account_id ORDER BY d.date) AS cum
+    FROM days d
+    JOIN acct a USING (account_id)
+    LEFT JOIN flows f USING (account_id, date)
+    LEFT JOIN snaps s USING (account_id, date)
+),
+offsets AS (
+    SELECT *, snapshot - sign * cum AS offset_here FROM running
+),
+anchored AS (
+    SELECT *,
+           first_value(offset_here IGNORE NULLS) OVER (PARTITION BY account_id ORDER BY date
+               ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) AS next_offset,
+           last_value(offset_here IGNORE NULLS) OVER (PARTITION BY account_id ORDER BY date
+               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS prev_offset
+    FROM offsets
+)
+SELECT account_id, name AS account_name, type, date,
+       CAST(coalesce(snapshot, coalesce(next_offset, prev_offset) + sign * cum) AS DECIMAL(18, 2)) AS balance,
+       snapshot IS NOT NULL AS from_snapshot,
+       next_offset IS NULL OR prev_offset IS NULL OR abs(next_offset - prev_offset) < 0.005 AS agrees
+FROM anchored",
+};
+
+/// Assets less what is owed, by day.
+pub const NET_WORTH: View = View {
+    name: "net_worth",
+    comment: "Net worth by day: assets (every account's balance except credit and loan accounts) less liabilities (what credit and loan accounts owe), over the accounts that have a balance that day (see balance_history). Columns: date, assets, liabilities, net_worth, accounts, agrees (false when an account's balance that day lies between snapshots the transactions do not explain)",
+    sql: "SELECT date,
+       CAST(coalesce(sum(balance) FILTER (WHERE type NOT IN ('credit', 'loan')), 0) AS DECIMAL(18, 2)) AS assets,
+       CAST(coalesce(sum(balance) FILTER (WHERE type IN ('credit', 'loan')), 0) AS DECIMAL(18, 2)) AS liabilities,
+       CAST(coalesce(sum(balance) FILTER (WHERE type NOT IN ('credit', 'loan')), 0)
+            - coalesce(sum(balance) FILTER (WHERE type IN ('credit', 'loan')), 0) AS DECIMAL(18, 2)) AS net_worth,
+       count(*) AS accounts,
+       bool_and(agrees) AS agrees
+FROM balance_history
+GROUP BY date",
+};
+
+pub const VIEWS: &[&View] = &[&RECURRING, &BALANCE_HISTORY, &NET_WORTH];
 
 impl View {
     pub fn create_sql(&self) -> String {

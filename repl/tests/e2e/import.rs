@@ -336,7 +336,7 @@ async fn accounts_imports_and_additions_from_the_command_line(pool: PgPool) {
     );
     assert_eq!(
         sql(
-            "SELECT a.name, b.date, b.current_balance FROM balance_history b JOIN accounts a USING (account_id) ORDER BY 2, 1"
+            "SELECT a.name, b.date, b.current_balance FROM balance_snapshots b JOIN accounts a USING (account_id) ORDER BY 2, 1"
         ),
         "name,date,current_balance\nHouse,2026-10-01,450000.00\nHouse,2026-11-01,465000.00\nVisa,"
             .to_string()

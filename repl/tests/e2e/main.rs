@@ -8,8 +8,10 @@
 //! - [`ask`]: the question path against the fake Ollama server.
 //! - [`categories`]: the person's edits, rules and categories, and their precedence.
 //! - [`transfers`]: transfers between own accounts equal a brute-force search; unmarking.
+//! - [`networth`]: balances filled in between snapshots, net worth, disagreements flagged.
 //! - [`recurring`]: the simulated bank's bills and subscriptions found, price changes and
 //!   missed payments flagged.
+//! - [`export`]: hledger, bean-check and DuckDB read what `finq export` writes.
 //! - [`import`]: bank and card exports imported (exact, idempotent, all or nothing),
 //!   transactions added by hand, manual accounts with balances, as library and as process.
 //! - [`simulator`], [`openapi`]: the simulator behaves as Plaid documents (webhook retries
@@ -22,9 +24,11 @@
 mod ask;
 mod categories;
 mod demo;
+mod export;
 mod import;
 mod link;
 mod mirror;
+mod networth;
 mod openapi;
 mod recurring;
 mod reliability;

@@ -90,7 +90,7 @@ async fn mirror_matches_postgres(pool: PgPool) {
     let other = engine
         .run(
             "SELECT (SELECT count(*) FROM items), (SELECT count(*) FROM sync_log WHERE outcome = 'ok'),
-                    (SELECT count(*) FROM balance_history), (SELECT count(*) FROM categories)",
+                    (SELECT count(*) FROM balance_snapshots), (SELECT count(*) FROM categories)",
         )
         .unwrap();
     assert_eq!(
