@@ -55,31 +55,27 @@ ensure_chromium() {
     [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 }
 
-# The ledger tools the exports are checked with: Debian's hledger, and beancount (pinned)
-# in a virtualenv of finq's.
-ensure_ledger_tools() {
-    command -v hledger >/dev/null 2>&1 || apt_install hledger
-    local venv="$HOME/.cache/finq/beancount" version=3.2.3
-    if ! "$venv/bin/python" -c "import beancount, sys; sys.exit(beancount.__version__ != '$version')" 2>/dev/null; then
+# A pinned Python package in a virtualenv of finq's, ~/.cache/finq/NAME.
+ensure_venv() {  # NAME PACKAGE VERSION MODULE (whose __version__ is VERSION)
+    local venv="$HOME/.cache/finq/$1"
+    if ! "$venv/bin/python" -c "import $4, sys; sys.exit($4.__version__ != '$3')" 2>/dev/null; then
         command -v python3 >/dev/null 2>&1 || apt_install python3
         rm -rf "$venv"
         python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; rm -rf "$venv"; python3 -m venv "$venv"; }
-        echo "installing beancount $version for the tests" >&2
-        "$venv/bin/pip" install -q --disable-pip-version-check "beancount==$version" >&2
+        echo "installing $2 $3 for the tests" >&2
+        "$venv/bin/pip" install -q --disable-pip-version-check "$2==$3" >&2
     fi
-    export FINQ_BEAN_CHECK="$venv/bin/bean-check"
 }
 
-# Plaid's official Python client (pinned), in a virtualenv of finq's: the tests run it
-# against the simulator.
+# The ledger tools the exports are checked with: Debian's hledger, and beancount.
+ensure_ledger_tools() {
+    command -v hledger >/dev/null 2>&1 || apt_install hledger
+    ensure_venv beancount beancount 3.2.3 beancount
+    export FINQ_BEAN_CHECK="$HOME/.cache/finq/beancount/bin/bean-check"
+}
+
+# Plaid's official Python client: the tests run it against the simulator.
 ensure_plaid_python() {
-    local venv="$HOME/.cache/finq/plaid-python" version=46.0.0
-    if ! "$venv/bin/python" -c "import plaid, sys; sys.exit(plaid.__version__ != '$version')" 2>/dev/null; then
-        command -v python3 >/dev/null 2>&1 || apt_install python3
-        rm -rf "$venv"
-        python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; rm -rf "$venv"; python3 -m venv "$venv"; }
-        echo "installing plaid-python $version for the tests" >&2
-        "$venv/bin/pip" install -q --disable-pip-version-check "plaid-python==$version" >&2
-    fi
-    export FINQ_PLAID_PYTHON="$venv/bin/python"
+    ensure_venv plaid-python plaid-python 46.0.0 plaid
+    export FINQ_PLAID_PYTHON="$HOME/.cache/finq/plaid-python/bin/python"
 }

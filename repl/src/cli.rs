@@ -191,6 +191,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Reports from the mirror, with a chart where a picture reads faster:
+    /// spending and income by category and month, cash flow and net worth by month,
+    /// recurring payments.
+    ///
+    /// Examples: finq report spending; finq report networth --months 24;
+    /// finq report cashflow --format csv
+    Report {
+        #[arg(value_enum)]
+        kind: crate::report::ReportKind,
+        /// How many months back, this one included.
+        #[arg(long, default_value_t = 6)]
+        months: u32,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
     /// Subscriptions and bills found from a regular cadence and similar amounts: cadence,
     /// typical amount, next expected date, monthly cost; price changes and missed payments
     /// flagged. (Also the `recurring` view in DuckDB.)
@@ -786,6 +801,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 TransfersCommand::List => crate::transfers::list(&app, json).await,
                 TransfersCommand::Unmark { id } => crate::transfers::unmark(&app, &id).await,
             }
+        }
+        Command::Report {
+            kind,
+            months,
+            format,
+        } => {
+            let settings = finq_core::config::Settings::load()?;
+            crate::report::report(&settings.duckdb_path(), kind, months, format)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Recurring { format } => {
             let settings = finq_core::config::Settings::load()?;

@@ -1,4 +1,5 @@
-//! The printed report: accounts and balances, and spending by category for recent months.
+//! Reports: the demo's (accounts, spending by category), `finq report` (spending, income,
+//! cash flow, net worth, recurring; with bars where a picture reads faster), exports.
 //! Every number comes from the DuckDB mirror.
 
 use std::path::Path;
@@ -20,38 +21,179 @@ pub fn print(mirror: &Path) -> Result<()> {
         query::render(&accounts, OutputFormat::Table)
     );
 
+    let spending = engine.run(&by_category_sql(Flow::Spending, 3))?;
+    println!(
+        "Spending by category (money out, pending included)\n{}",
+        query::render(&spending, OutputFormat::Table)
+    );
+    Ok(())
+}
+
+/// Money out or in, by category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Spending,
+    Income,
+}
+
+/// The first day of each of the last `months` months, this one last.
+fn months_back(months: u32) -> Vec<NaiveDate> {
     let today = chrono::Local::now().date_naive();
     let this_month = NaiveDate::from_ymd_opt(today.year(), today.month(), 1).expect("valid date");
-    let months: Vec<NaiveDate> = (0..3).rev().map(|i| this_month - Months::new(i)).collect();
+    (0..months.max(1))
+        .rev()
+        .map(|i| this_month - Months::new(i))
+        .collect()
+}
+
+/// Categories by month (a column a month) and their total, the largest first, with a
+/// Total row; transfers between the person's accounts left out.
+fn by_category_sql(flow: Flow, months: u32) -> String {
+    let months = months_back(months);
+    let this_month = *months.last().expect("a month");
     let columns: Vec<String> = months
         .iter()
         .map(|m| {
             format!(
-                "coalesce(sum(-amount) FILTER (WHERE month = DATE '{}'), 0) AS \"{}{}\"",
+                "coalesce(sum(value) FILTER (WHERE month = DATE '{}'), 0) AS \"{}{}\"",
                 m,
                 m.format("%b %Y"),
                 if *m == this_month { " (so far)" } else { "" }
             )
         })
         .collect();
-    let sql = format!(
-        "WITH spending AS (
-             SELECT coalesce(category, 'Uncategorized') AS category, date_trunc('month', date) AS month, amount
+    let filter = match flow {
+        Flow::Spending => {
+            "amount < 0 AND coalesce(category, '') NOT IN ('Transfers In', 'Transfers Out', 'Loans', 'Income')"
+        }
+        Flow::Income => {
+            "amount > 0 AND coalesce(category, '') NOT IN ('Transfers In', 'Transfers Out')"
+        }
+    };
+    format!(
+        "WITH flows AS (
+             SELECT coalesce(category, 'Uncategorized') AS category, date_trunc('month', date) AS month,
+                    abs(amount) AS value
              FROM transactions
-             WHERE amount < 0 AND date >= DATE '{first}' AND NOT is_transfer
-               AND coalesce(category, '') NOT IN ('Transfers In', 'Transfers Out', 'Loans', 'Income')
+             WHERE {filter} AND date >= DATE '{first}' AND NOT is_transfer
          )
-         SELECT CASE WHEN grouping(category) = 1 THEN 'Total' ELSE category END AS category, {cols}
-         FROM spending GROUP BY ROLLUP (category)
-         ORDER BY grouping(category), sum(-amount) DESC",
+         SELECT CASE WHEN grouping(category) = 1 THEN 'Total' ELSE category END AS category, {cols},
+                sum(value) AS total
+         FROM flows GROUP BY ROLLUP (category)
+         ORDER BY grouping(category), sum(value) DESC, category",
         first = months[0],
         cols = columns.join(", ")
-    );
-    let spending = engine.run(&sql)?;
+    )
+}
+
+/// What `finq report` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportKind {
+    /// Money out by category and month.
+    Spending,
+    /// Money in by category and month.
+    Income,
+    /// Money in, out and the difference, by month.
+    Cashflow,
+    /// Assets, liabilities and net worth at each month's end.
+    Networth,
+    /// Subscriptions and bills.
+    Recurring,
+}
+
+/// Horizontal bars for (label, value) pairs, scaled to the largest value.
+fn bars(rows: &[(String, f64)], width: usize) -> String {
+    let label = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
+    let top = rows.iter().map(|r| r.1.abs()).fold(0.0_f64, f64::max);
+    let mut out = String::new();
+    for (name, value) in rows {
+        let n = if top > 0.0 {
+            ((value.abs() / top) * width as f64).round() as usize
+        } else {
+            0
+        };
+        let bar = if *value < 0.0 { "▒" } else { "█" }.repeat(n);
+        out.push_str(&format!("{name:<label$}  {bar} {value:.2}\n"));
+    }
+    out
+}
+
+/// (first column, a number column) of each row, for a chart.
+fn series(result: &query::QueryResult, column: usize) -> Vec<(String, f64)> {
+    result
+        .rows()
+        .into_iter()
+        .filter_map(|r| {
+            let label = r.first().cloned().flatten()?;
+            let value = r.get(column).cloned().flatten()?.parse().ok()?;
+            Some((label, value))
+        })
+        .collect()
+}
+
+/// `finq report`.
+pub fn report(mirror: &Path, kind: ReportKind, months: u32, format: OutputFormat) -> Result<()> {
+    if kind == ReportKind::Recurring {
+        return recurring(mirror, format);
+    }
+    let mut engine = QueryEngine::open(mirror, Trust::User)?;
+    let first = months_back(months)[0];
+    let (title, sql, chart_column) = match kind {
+        ReportKind::Spending | ReportKind::Income => {
+            let flow = if kind == ReportKind::Spending {
+                Flow::Spending
+            } else {
+                Flow::Income
+            };
+            let title = if flow == Flow::Spending {
+                "Spending by category (money out; transfers between your accounts left out)"
+            } else {
+                "Income by category (money in; transfers between your accounts left out)"
+            };
+            let sql = by_category_sql(flow, months);
+            (title, sql, months.max(1) as usize + 1)
+        }
+        ReportKind::Cashflow => (
+            "Cash flow by month (transfers between your accounts left out)",
+            format!(
+                "SELECT strftime(date_trunc('month', date), '%Y-%m') AS month,
+                        CAST(coalesce(sum(amount) FILTER (WHERE amount > 0), 0) AS DECIMAL(18, 2)) AS money_in,
+                        CAST(coalesce(-sum(amount) FILTER (WHERE amount < 0), 0) AS DECIMAL(18, 2)) AS money_out,
+                        CAST(sum(amount) AS DECIMAL(18, 2)) AS net
+                 FROM transactions
+                 WHERE date >= DATE '{first}' AND NOT is_transfer
+                 GROUP BY 1 ORDER BY 1"
+            ),
+            3,
+        ),
+        ReportKind::Networth => (
+            "Net worth at each month's end (today for this month)",
+            format!(
+                "SELECT strftime(date, '%Y-%m') AS month, assets, liabilities, net_worth,
+                        CASE WHEN agrees THEN '' ELSE 'balances and transactions disagree' END AS note
+                 FROM net_worth
+                 WHERE date >= DATE '{first}'
+                   AND (date = last_day(date) OR date = current_date)
+                 ORDER BY date"
+            ),
+            3,
+        ),
+        ReportKind::Recurring => unreachable!("handled above"),
+    };
+    let result = engine.run(&sql)?;
+    if format != OutputFormat::Table {
+        println!("{}", query::render(&result, format).trim_end());
+        return Ok(());
+    }
     println!(
-        "Spending by category (money out, pending included)\n{}",
-        query::render(&spending, OutputFormat::Table)
+        "{title}\n{}",
+        query::render(&result, OutputFormat::Table).trim_end()
     );
+    let mut points = series(&result, chart_column);
+    points.retain(|(label, _)| label != "Total");
+    if !points.is_empty() {
+        println!("\n{}", bars(&points, 40).trim_end());
+    }
     Ok(())
 }
 

@@ -142,3 +142,65 @@ async fn balances_are_filled_in_and_net_worth_adds_up(pool: PgPool) {
         vec![vec![s(&today)]]
     );
 }
+
+#[sqlx::test(migrator = "finq_core::MIGRATOR")]
+async fn reports_from_the_command_line(pool: PgPool) {
+    let day = |d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+    let checking = manual::create(&pool, "Checking", AccountType::Depository, "USD")
+        .await
+        .unwrap();
+    for (d, cents, what) in [
+        (5, -10000, "GROCERIES"),
+        (6, -2500, "BOOKS"),
+        (8, 5000, "REFUND"),
+    ] {
+        let tx = NewTransaction {
+            date: day(d),
+            amount: Decimal::new(cents, 2),
+            description: what.into(),
+            category_id: None,
+            notes: None,
+        };
+        manual::add_transaction(&pool, &checking, &tx)
+            .await
+            .unwrap();
+    }
+    manual::set_balance(&pool, &checking, day(10), Decimal::new(100000, 2))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    derive_and_mirror(&pool, &dir.path().join("finq.duckdb")).await;
+    let db = finq_e2e::database_url(&pool);
+    let report = |args: &[&str]| {
+        let mut all = vec!["report"];
+        all.extend(args);
+        finq_e2e::succeeded(&finq_e2e::finq(
+            env!("CARGO_BIN_EXE_finq"),
+            &db,
+            dir.path(),
+            &all,
+        ))
+    };
+    // Months back to November 2026, whatever today is.
+    let today = chrono::Local::now().date_naive();
+    use chrono::Datelike;
+    let months = ((today.year() * 12 + today.month() as i32) - (2026 * 12 + 11) + 1).to_string();
+
+    let cashflow = report(&["cashflow", "--months", &months, "--format", "csv"]);
+    assert!(
+        cashflow.starts_with("month,money_in,money_out,net\n2026-11,50.00,125.00,-75.00\n"),
+        "{cashflow}"
+    );
+    let spending = report(&["spending", "--months", &months, "--format", "csv"]);
+    let total = spending.lines().find(|l| l.starts_with("Total,")).unwrap();
+    assert!(total.ends_with(",125.00"), "{spending}");
+    let networth = report(&["networth", "--months", &months, "--format", "csv"]);
+    assert!(
+        networth.contains("\n2026-11,1000.00,0.00,1000.00,\n"),
+        "{networth}"
+    );
+    // As a table: the numbers, then bars.
+    let table = report(&["spending", "--months", &months]);
+    assert!(table.starts_with("Spending by category"), "{table}");
+    assert!(table.contains("█"), "{table}");
+}
