@@ -22,12 +22,19 @@ CREATE TABLE transfer_rows (
     size        numeric(12,2) GENERATED ALWAYS AS (abs(amount)) STORED
 );
 CREATE INDEX transfer_rows_size_idx ON transfer_rows (size);
-CREATE INDEX transfer_rows_item_idx ON transfer_rows (item_id);
+-- Money in is rare beside money out: pairs are looked for from the inflows.
+CREATE INDEX transfer_rows_in_idx ON transfer_rows (size) WHERE amount > 0;
 
+-- With what the mirror shows of a pair, so that showing the pairs never reads the
+-- transactions.
 CREATE TABLE transfer_pairs (
-    out_id  text PRIMARY KEY,
-    in_id   text NOT NULL UNIQUE,
-    size    numeric(12,2) NOT NULL
+    out_id       text PRIMARY KEY,
+    in_id        text NOT NULL UNIQUE,
+    size         numeric(12,2) NOT NULL,
+    out_date     date NOT NULL,
+    in_date      date NOT NULL,
+    out_account  text NOT NULL,
+    in_account   text NOT NULL
 );
 CREATE INDEX transfer_pairs_size_idx ON transfer_pairs (size);
 

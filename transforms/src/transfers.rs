@@ -28,25 +28,31 @@ const POSITION: &str = "transform:transfers";
 /// Which unified rows may be a side of a transfer.
 const CANDIDATE: &str = "u.account_id IS NOT NULL AND NOT u.pending AND u.amount <> 0";
 
-/// The pairs among the candidates of the amounts `sizes` selects (`r.size`).
+/// The pairs among the candidates of the amounts `sizes` selects (`r.size`). Money in is
+/// rare beside money out, so the inflows are found first (`transfer_rows_in_idx`), and
+/// only the outflows of their amounts are read.
 fn pairs_sql(sizes: &str) -> String {
     format!(
-        "WITH c AS (SELECT * FROM transfer_rows r WHERE {sizes}),
+        "WITH i AS (SELECT r.* FROM transfer_rows r WHERE r.amount > 0 AND {sizes}),
+         o AS (SELECT r.* FROM transfer_rows r
+               WHERE r.amount < 0 AND r.size IN (SELECT DISTINCT size FROM i)),
          cand AS (
-             SELECT o.id AS out_id, i.id AS in_id, o.size, abs(i.date - o.date) AS gap
-             FROM c o JOIN c i ON i.size = o.size AND i.amount > 0 AND o.amount < 0
+             SELECT o.id AS out_id, i.id AS in_id, o.size, abs(i.date - o.date) AS gap,
+                    o.date AS out_date, i.date AS in_date, o.account_id AS out_account,
+                    i.account_id AS in_account
+             FROM o JOIN i ON i.size = o.size
                               AND i.account_id <> o.account_id
                               AND i.currency IS NOT DISTINCT FROM o.currency
                               AND abs(i.date - o.date) <= {MAX_DAYS}
              WHERE NOT EXISTS (SELECT 1 FROM transfer_rejections x
                                WHERE x.out_id = o.id AND x.in_id = i.id)
          ),
-         best_out AS (SELECT DISTINCT ON (out_id) out_id, in_id FROM cand
+         best_out AS (SELECT DISTINCT ON (out_id) * FROM cand
                       ORDER BY out_id, gap, in_id COLLATE \"C\"),
          best_in AS (SELECT DISTINCT ON (in_id) in_id, out_id FROM cand
                      ORDER BY in_id, gap, out_id COLLATE \"C\")
-         SELECT b.out_id, b.in_id, c.size
-         FROM best_out b JOIN best_in USING (out_id, in_id) JOIN c ON c.id = b.out_id"
+         SELECT b.out_id, b.in_id, b.size, b.out_date, b.in_date, b.out_account, b.in_account
+         FROM best_out b JOIN best_in USING (out_id, in_id)"
     )
 }
 
@@ -72,9 +78,16 @@ impl Transform for Transfers {
         // The amounts to recompute: None = all of them.
         let sizes: Option<Vec<Decimal>> = match position {
             None => {
-                sqlx::query("DELETE FROM transfer_rows")
-                    .execute(&mut *conn)
-                    .await?;
+                // A bulk load: the indexes are built once afterwards, and the statistics
+                // taken, so that the next incremental run's plans fit the data.
+                for sql in [
+                    "TRUNCATE transfer_rows",
+                    "DROP INDEX transfer_rows_size_idx",
+                    "DROP INDEX transfer_rows_in_idx",
+                    "ALTER TABLE transfer_rows DROP CONSTRAINT transfer_rows_pkey",
+                ] {
+                    sqlx::query(sql).execute(&mut *conn).await?;
+                }
                 if changes.everything() {
                     // The union rebuilt every row unmarked: every pair is to be marked anew.
                     sqlx::query("DELETE FROM transfer_pairs")
@@ -88,20 +101,32 @@ impl Transform for Transfers {
                 )))
                 .execute(&mut *conn)
                 .await?;
+                for sql in [
+                    "ALTER TABLE transfer_rows ADD CONSTRAINT transfer_rows_pkey PRIMARY KEY (id)",
+                    "CREATE INDEX transfer_rows_size_idx ON transfer_rows (size)",
+                    "CREATE INDEX transfer_rows_in_idx ON transfer_rows (size) WHERE amount > 0",
+                    "ANALYZE transfer_rows",
+                ] {
+                    sqlx::query(sql).execute(&mut *conn).await?;
+                }
                 None
             }
             Some(position) => {
-                let changed: Vec<String> =
-                    sqlx::query_scalar("SELECT id FROM unified_transactions WHERE seq > $1")
-                        .bind(position)
-                        .fetch_all(&mut *conn)
-                        .await?;
+                // Two-sided, so that the planner takes the index even before statistics.
+                let changed: Vec<String> = sqlx::query_scalar(
+                    "SELECT id FROM unified_transactions WHERE seq > $1 AND seq <= $2",
+                )
+                .bind(position)
+                .bind(i64::MAX)
+                .fetch_all(&mut *conn)
+                .await?;
                 let (deleted, deleted_items): (Vec<String>, Vec<String>) = {
                     let rows: Vec<(String, String)> = sqlx::query_as(
                         "SELECT kind, key FROM mirror_changes
-                         WHERE seq > $1 AND kind IN ('tx_delete', 'tx_delete_item')",
+                         WHERE seq > $1 AND seq <= $2 AND kind IN ('tx_delete', 'tx_delete_item')",
                     )
                     .bind(position)
+                    .bind(i64::MAX)
                     .fetch_all(&mut *conn)
                     .await?;
                     let mut d = (Vec::new(), Vec::new());
@@ -114,25 +139,39 @@ impl Transform for Transfers {
                     }
                     d
                 };
-                let mut sizes: Vec<Decimal> = sqlx::query_scalar(
-                    "DELETE FROM transfer_rows
-                     WHERE id = ANY($1) OR id = ANY($2) OR item_id = ANY($3)
-                     RETURNING size",
-                )
-                .bind(&changed)
-                .bind(&deleted)
-                .bind(&deleted_items)
-                .fetch_all(&mut *conn)
-                .await?;
-                let added: Vec<Decimal> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO transfer_rows (id, item_id, account_id, date, amount, currency)
-                     SELECT id, item_id, account_id, date, amount, currency
-                     FROM unified_transactions u WHERE u.id = ANY($1) AND {CANDIDATE}
-                     RETURNING size"
-                )))
-                .bind(&changed)
-                .fetch_all(&mut *conn)
-                .await?;
+                let mut sizes: Vec<Decimal> = Vec::new();
+                let gone: Vec<&String> = changed.iter().chain(&deleted).collect();
+                if !gone.is_empty() {
+                    sizes = sqlx::query_scalar(
+                        "DELETE FROM transfer_rows WHERE id = ANY($1) RETURNING size",
+                    )
+                    .bind(&gone)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                }
+                if !deleted_items.is_empty() {
+                    // Rare (an item removed or relinked): a scan is fine.
+                    let of_items: Vec<Decimal> = sqlx::query_scalar(
+                        "DELETE FROM transfer_rows WHERE item_id = ANY($1) RETURNING size",
+                    )
+                    .bind(&deleted_items)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    sizes.extend(of_items);
+                }
+                let added: Vec<Decimal> = if changed.is_empty() {
+                    Vec::new()
+                } else {
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "INSERT INTO transfer_rows (id, item_id, account_id, date, amount, currency)
+                         SELECT id, item_id, account_id, date, amount, currency
+                         FROM unified_transactions u WHERE u.id = ANY($1) AND {CANDIDATE}
+                         RETURNING size"
+                    )))
+                    .bind(&changed)
+                    .fetch_all(&mut *conn)
+                    .await?
+                };
                 sizes.extend(added);
                 sizes.extend(
                     changes
@@ -149,35 +188,47 @@ impl Transform for Transfers {
         let (mut removed, mut added) = (0u64, 0u64);
         let mut touched: Vec<String> = Vec::new();
         if sizes.as_ref().is_none_or(|s| !s.is_empty()) {
-            let (filter_rows, filter_pairs) = match &sizes {
+            // The pairs as they should be, once, then what differs from what is stored.
+            let (rows, filter_pairs) = match &sizes {
                 None => ("true", "true"),
                 Some(_) => ("r.size = ANY($1)", "p.size = ANY($1)"),
             };
-            let fresh_sql = pairs_sql(filter_rows);
-            // Pairs that are no longer, then pairs that are new.
+            let fresh = format!(
+                "CREATE TEMP TABLE transfer_fresh ON COMMIT DROP AS {}",
+                pairs_sql(rows)
+            );
             let gone_sql = format!(
-                "WITH fresh AS ({fresh_sql})
-                 DELETE FROM transfer_pairs p
+                "DELETE FROM transfer_pairs p
                  WHERE {filter_pairs} AND NOT EXISTS
-                     (SELECT 1 FROM fresh f WHERE f.out_id = p.out_id AND f.in_id = p.in_id)
+                     (SELECT 1 FROM transfer_fresh f
+                      WHERE (f.out_id, f.in_id, f.out_date, f.in_date, f.out_account, f.in_account)
+                          = (p.out_id, p.in_id, p.out_date, p.in_date, p.out_account, p.in_account))
                  RETURNING p.out_id, p.in_id"
             );
-            let new_sql = format!(
-                "WITH fresh AS ({fresh_sql})
-                 INSERT INTO transfer_pairs (out_id, in_id, size)
-                 SELECT out_id, in_id, size FROM fresh
+            let query = sqlx::query(sqlx::AssertSqlSafe(fresh));
+            match &sizes {
+                Some(s) => query.bind(s).execute(&mut *conn).await?,
+                None => query.execute(&mut *conn).await?,
+            };
+            let query = sqlx::query_as(sqlx::AssertSqlSafe(gone_sql));
+            let gone: Vec<(String, String)> = match &sizes {
+                Some(s) => query.bind(s).fetch_all(&mut *conn).await?,
+                None => query.fetch_all(&mut *conn).await?,
+            };
+            let new: Vec<(String, String)> = sqlx::query_as(
+                "INSERT INTO transfer_pairs (out_id, in_id, size, out_date, in_date, out_account,
+                                             in_account)
+                 SELECT * FROM transfer_fresh
                  ON CONFLICT DO NOTHING
-                 RETURNING out_id, in_id"
-            );
-            for (sql, count) in [(gone_sql, &mut removed), (new_sql, &mut added)] {
-                let query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
-                let rows: Vec<(String, String)> = match &sizes {
-                    Some(s) => query.bind(s).fetch_all(&mut *conn).await?,
-                    None => query.fetch_all(&mut *conn).await?,
-                };
-                *count += rows.len() as u64;
-                touched.extend(rows.into_iter().flat_map(|(o, i)| [o, i]));
-            }
+                 RETURNING out_id, in_id",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            sqlx::query("DROP TABLE transfer_fresh")
+                .execute(&mut *conn)
+                .await?;
+            (removed, added) = (gone.len() as u64, new.len() as u64);
+            touched.extend(gone.into_iter().chain(new).flat_map(|(o, i)| [o, i]));
         }
         if !touched.is_empty() {
             // The rows of the pairs that came or went: those whose mark changes get a new
@@ -200,7 +251,12 @@ impl Transform for Transfers {
                 .await?;
         }
         record_position(conn).await?;
-        Ok(vec![("pairs_added", added), ("pairs_removed", removed)])
+        Ok(vec![
+            ("pairs_added", added),
+            ("pairs_removed", removed),
+            ("amounts", sizes.as_ref().map_or(0, |s| s.len() as u64)),
+            ("everything", u64::from(sizes.is_none())),
+        ])
     }
 }
 

@@ -385,9 +385,9 @@ impl DuckMirror {
 }
 
 /// After a write: where this mirror is, and the changes no mirror needs any more pruned.
-/// Another mirror (a second `[[sinks]]` entry) keeps what it has not applied yet, unless it
-/// has not written for a week (a mirror no longer configured); one behind what was pruned
-/// is rebuilt at its next write.
+/// Another mirror (a second `[[sinks]]` entry), or a transform that follows the change
+/// numbers too (`transform:…`, e.g. transfers), keeps what it has not seen yet, unless it
+/// has not moved for a week (no longer configured); one behind what was pruned starts over.
 async fn record_position(pool: &PgPool, path: &Path, position: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
         "WITH mine AS (
@@ -395,7 +395,7 @@ async fn record_position(pool: &PgPool, path: &Path, position: i64) -> Result<()
              ON CONFLICT (consumer) DO UPDATE SET position = EXCLUDED.position, updated_at = now()
          ), floor AS (
              SELECT least($1, min(position)) AS seq FROM pipeline_positions
-             WHERE consumer LIKE 'duckdb:%' AND consumer <> $2
+             WHERE (consumer LIKE 'duckdb:%' AND consumer <> $2 OR consumer LIKE 'transform:%')
                AND updated_at > now() - interval '7 days'
          ), gone AS (
              DELETE FROM mirror_changes

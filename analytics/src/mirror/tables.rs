@@ -398,24 +398,18 @@ pub const TRANSFERS: Table = Table {
             "The incoming side (transactions.id, amount positive)",
         ),
         col("amount", Money, "p.size", "The amount moved (positive)"),
-        col("out_date", Date, "o.date", "When it left"),
-        col("in_date", Date, "i.date", "When it arrived"),
-        col(
-            "from_account",
-            Text,
-            "o.account_name",
-            "The account it left",
-        ),
-        col(
-            "to_account",
-            Text,
-            "i.account_name",
-            "The account it arrived in",
-        ),
+        col("out_date", Date, "p.out_date", "When it left"),
+        col("in_date", Date, "p.in_date", "When it arrived"),
+        col("from_account", Text, "fa.name", "The account it left"),
+        col("to_account", Text, "ta.name", "The account it arrived in"),
     ],
     from: "FROM transfer_pairs p
-        JOIN unified_transactions o ON o.id = p.out_id
-        JOIN unified_transactions i ON i.id = p.in_id",
+        LEFT JOIN (SELECT account_id, name FROM plaid_accounts
+                   UNION ALL SELECT 'manual:' || id, name FROM manual_accounts) fa
+            ON fa.account_id = p.out_account
+        LEFT JOIN (SELECT account_id, name FROM plaid_accounts
+                   UNION ALL SELECT 'manual:' || id, name FROM manual_accounts) ta
+            ON ta.account_id = p.in_account",
     follow: Follow::Whole(&["transfer", "account"]),
 };
 

@@ -81,6 +81,16 @@ async fn transfers_are_found_marked_and_unmarked(pool: PgPool) {
     let mirror = dir.path().join("finq.duckdb");
     derive_and_mirror(&pool, &mirror).await;
 
+    // Nothing changed: nothing recomputed (the transform follows the change numbers).
+    let again = derive_and_mirror(&pool, &mirror).await;
+    let transfers = &again.steps[1];
+    assert_eq!(transfers.name, "transfers");
+    assert_eq!(
+        (transfers.counts["everything"], transfers.counts["amounts"]),
+        (0, 0),
+        "{again:?}"
+    );
+
     let mut rejected = BTreeSet::new();
     let pairs = found(&mirror);
     assert_eq!(pairs, brute_force(&mirror, &rejected));
@@ -153,7 +163,15 @@ async fn transfers_are_found_marked_and_unmarked(pool: PgPool) {
     let received = add(&card, day(12), 43210, "PAYMENT THANK YOU").await;
     // Too late to be the same money.
     add(&card, day(20), 43210, "PAYMENT THANK YOU").await;
-    derive_and_mirror(&pool, &mirror).await;
+    let report = derive_and_mirror(&pool, &mirror).await;
+    assert_eq!(
+        (
+            report.steps[1].counts["everything"],
+            report.steps[1].counts["amounts"]
+        ),
+        (0, 1),
+        "only the amount that changed is recomputed"
+    );
     assert!(found(&mirror).contains(&(format!("manual:{paid}"), format!("manual:{received}"))));
     assert_eq!(found(&mirror), brute_force(&mirror, &rejected));
     assert_eq!(
