@@ -44,6 +44,39 @@ impl App {
     }
 }
 
+/// Make the data directory its owner's alone (0700; 0701 when finq's PostgreSQL runs as
+/// another user, which must be able to pass through to its cluster) and the files directly
+/// in it (the mirror, its write-ahead log, the history, the key file) 0600. The cluster
+/// below it keeps PostgreSQL's own modes (owner-only). Best effort: a file that cannot be
+/// changed is left with a warning.
+pub fn tighten(data_dir: &std::path::Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let set = |path: &std::path::Path, mode: u32| {
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            return;
+        };
+        if meta.permissions().mode() & 0o777 & !mode != 0
+            && let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        {
+            tracing::warn!(path = %path.display(), error = %e, "cannot make it owner-only");
+        }
+    };
+    if !data_dir.is_dir() {
+        return;
+    }
+    let server_is_another_user = std::fs::metadata(data_dir.join("postgres"))
+        .is_ok_and(|m| m.uid() != nix::unistd::geteuid().as_raw());
+    set(data_dir, if server_is_another_user { 0o701 } else { 0o700 });
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            set(&entry.path(), 0o600);
+        }
+    }
+}
+
 pub async fn db_command(command: DbCommand) -> Result<ExitCode> {
     let settings = Settings::load()?;
     if let Some(url) = &settings.database_url {

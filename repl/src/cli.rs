@@ -552,6 +552,11 @@ pub enum DbCommand {
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
+    // An install from before finq made its files owner-only is tightened now. A command
+    // whose settings do not load says so itself.
+    if let Ok(settings) = finq_core::config::Settings::load() {
+        crate::app::tighten(&settings.data_dir);
+    }
     match cli.command {
         Command::Demo { transactions, seed } => crate::demo::run(transactions, seed).await,
         Command::Link {

@@ -21,6 +21,9 @@ use clap::Parser;
 async fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
     init_logging(args.verbose);
+    // Everything finq writes (the mirror, history, exports, its database's files) holds
+    // the person's money: readable by its owner only.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     match cli::run(args).await {
         Ok(code) => code,
         Err(e) => {

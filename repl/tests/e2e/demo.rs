@@ -92,6 +92,22 @@ fn demo_runs_from_nothing_and_again() {
     assert!(count.status.success(), "{}", text(&count.stderr));
     assert_eq!(text(&count.stdout).trim(), "n\n400");
 
+    // Owner-only: the data directory 0700 (0701 when the private PostgreSQL runs as another
+    // user, as it does under root: it must pass through), the mirror (every transaction)
+    // 0600; an install made looser is tightened by the next command.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let mirror = data.join("finq.duckdb");
+    let owner_only = |m: u32| m == 0o700 || m == 0o701;
+    assert!(owner_only(mode(&data)), "{:o}", mode(&data));
+    assert_eq!(mode(&mirror), 0o600);
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&mirror, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let again = finq(&data, &["sql", "SELECT 1 AS one"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(owner_only(mode(&data)), "{:o}", mode(&data));
+    assert_eq!(mode(&mirror), 0o600);
+
     // The batch pipeline works after the demo with no configuration, and reports JSON.
     let run = finq(&data, &["run", "--json"]);
     assert!(run.status.success(), "{}", text(&run.stderr));
