@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use finq_analytics::query::{self, OutputFormat, QueryEngine, Trust};
 use finq_core::config::PlaidEnv;
 use finq_core::pipeline::Stages;
@@ -305,6 +305,17 @@ pub enum Command {
     Sim {
         #[command(subcommand)]
         command: SimCommand,
+    },
+    /// Tab completion of finq's commands and options for your shell, printed to standard
+    /// output.
+    ///
+    /// Examples:
+    ///   finq completions bash > ~/.local/share/bash-completion/completions/finq
+    ///   finq completions zsh > ~/.zfunc/_finq     (with fpath+=~/.zfunc in ~/.zshrc)
+    ///   finq completions fish > ~/.config/fish/completions/finq.fish
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// finq's private PostgreSQL cluster (used when DATABASE_URL is unset).
     Db {
@@ -975,6 +986,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             tokio::signal::ctrl_c().await?;
             server.stop().await;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            use std::io::Write;
+            // Generated whole first: written straight to a closed pipe, the generator panics.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "finq", &mut script);
+            match std::io::stdout().write_all(&script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(e).context("cannot write the completions")
+                }
+                _ => Ok(ExitCode::SUCCESS),
+            }
         }
         Command::Db { command } => crate::app::db_command(command).await,
     }

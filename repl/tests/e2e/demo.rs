@@ -272,3 +272,21 @@ fn questions_and_conversations(data: &Path) {
         text(&missing.stderr)
     );
 }
+
+#[test]
+fn completions_for_each_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    for (shell, marker) in [
+        ("bash", "_finq()"),
+        ("zsh", "#compdef finq"),
+        ("fish", "complete -c finq"),
+    ] {
+        let out = finq(dir.path(), &["completions", shell]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let script = text(&out.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        for command in ["import", "categorize", "export", "report"] {
+            assert!(script.contains(command), "{shell} lacks {command}");
+        }
+    }
+}
