@@ -32,6 +32,8 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Zero-configuration tour: database, simulated bank, sync, transforms, mirror, report.
+    ///
+    /// Examples: finq demo; finq demo --transactions 100000 --seed 7
     Demo {
         /// Transactions to generate for the simulated bank.
         #[arg(long, default_value_t = 1000)]
@@ -59,6 +61,8 @@ pub enum Command {
         browser: bool,
     },
     /// Linked institutions: status, accounts, last sync, last error.
+    ///
+    /// Examples: finq items; finq items --json; finq items remove ITEM
     Items {
         #[command(subcommand)]
         command: Option<ItemsCommand>,
@@ -67,11 +71,15 @@ pub enum Command {
         json: bool,
     },
     /// Benchmarks (print one JSON object as their last line).
+    ///
+    /// Examples: finq bench pipeline --transactions 100000; finq bench webhooks --requests 5000
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
     },
     /// Pull new transactions for every linked institution.
+    ///
+    /// Example: finq sync && finq mirror
     Sync {
         /// Print a JSON summary instead of text.
         #[arg(long)]
@@ -79,6 +87,8 @@ pub enum Command {
     },
     /// The batch pipeline for cron: sync every item, transforms, mirror. Exit code 1 if
     /// any connection failed.
+    ///
+    /// Examples: finq run; in a crontab: */30 * * * * finq run --json >> ~/finq-run.log
     Run {
         /// Print a JSON summary instead of text.
         #[arg(long)]
@@ -141,6 +151,8 @@ pub enum Command {
         notes: Option<String>,
     },
     /// Manual accounts (cash, a card you import, a house, a loan) and their balances.
+    ///
+    /// Examples: finq accounts; finq accounts add House --type property --balance 450000; finq accounts balance House 465000
     Accounts {
         #[command(subcommand)]
         command: Option<AccountsCommand>,
@@ -150,6 +162,8 @@ pub enum Command {
     },
     /// Your categories: list them (with how many transactions each holds), add, rename,
     /// merge, delete.
+    ///
+    /// Examples: finq categories; finq categories add Coffee --parent Dining; finq categories merge "Coffee Shops" Coffee
     Categories {
         #[command(subcommand)]
         command: Option<CategoriesCommand>,
@@ -175,6 +189,8 @@ pub enum Command {
     /// Rules that categorise transactions by merchant, description, amount or account.
     /// Rules apply to transactions as they arrive; `finq rules apply` applies them to all.
     /// Your own edits (`finq categorize`) beat rules; rules beat Plaid's mapping.
+    ///
+    /// Examples: finq rules; finq rules add Coffee --merchant "blue bottle" --apply; finq rules delete 3
     Rules {
         #[command(subcommand)]
         command: Option<RulesCommand>,
@@ -184,6 +200,8 @@ pub enum Command {
     },
     /// Money moved between your own accounts (credit-card payments, savings moves): both
     /// sides are marked `is_transfer` and left out of spending and income.
+    ///
+    /// Examples: finq transfers; finq transfers --json; finq transfers unmark plaid:8bQx3p
     Transfers {
         #[command(subcommand)]
         command: Option<TransfersCommand>,
@@ -209,6 +227,8 @@ pub enum Command {
     /// Subscriptions and bills found from a regular cadence and similar amounts: cadence,
     /// typical amount, next expected date, monthly cost; price changes and missed payments
     /// flagged. (Also the `recurring` view in DuckDB.)
+    ///
+    /// Examples: finq recurring; finq recurring --format csv > bills.csv
     Recurring {
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
@@ -237,6 +257,10 @@ pub enum Command {
         opening_balances: bool,
     },
     /// Run DuckDB SQL on the mirror.
+    ///
+    /// Examples:
+    ///   finq sql "SELECT merchant, -sum(amount) AS spent FROM transactions WHERE amount < 0 AND NOT is_transfer GROUP BY 1 ORDER BY 2 DESC LIMIT 10"
+    ///   finq sql "SELECT * FROM net_worth ORDER BY date DESC LIMIT 7" --format csv
     Sql {
         /// The query, e.g. "SELECT category, sum(amount) FROM transactions GROUP BY 1".
         query: String,
@@ -280,12 +304,16 @@ pub enum Command {
         model: Option<String>,
     },
     /// Conversations with finq: list them, show one, delete one.
+    ///
+    /// Examples: finq chats; finq chats show 3; finq chats delete 3
     Chats {
         #[command(subcommand)]
         command: Option<ChatsCommand>,
     },
     /// Derive what changed and bring the DuckDB mirror up to date (what `finq run` does
     /// after syncing), or rebuild the mirror from scratch.
+    ///
+    /// Examples: finq mirror; finq mirror --rebuild --json
     Mirror {
         /// Rebuild it from scratch instead of applying what changed.
         #[arg(long)]
@@ -295,13 +323,19 @@ pub enum Command {
         json: bool,
     },
     /// The interactive REPL: SQL ending in `;`, `?question`, `\d`, `\help`, `\q`.
+    ///
+    /// Example: finq repl, then `SELECT count(*) FROM transactions;` or `?what did I spend on coffee last month`
     Repl,
     /// HTTP server for Plaid webhooks.
+    ///
+    /// Examples: finq serve; FINQ_WEBHOOK_URL=https://finq.example.org/plaid/webhook finq serve --addr 127.0.0.1:8080 (behind a TLS reverse proxy)
     Serve {
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: SocketAddr,
     },
     /// The offline Plaid simulator.
+    ///
+    /// Example: finq sim serve --seed 7 --transactions 5000 --faults rate_limit=0.1,server_error=0.05
     Sim {
         #[command(subcommand)]
         command: SimCommand,
@@ -318,6 +352,8 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
     /// finq's private PostgreSQL cluster (used when DATABASE_URL is unset).
+    ///
+    /// Examples: finq db status; finq db stop
     Db {
         #[command(subcommand)]
         command: DbCommand,

@@ -290,3 +290,26 @@ fn completions_for_each_shell() {
         }
     }
 }
+
+#[test]
+fn every_command_explains_itself_with_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = text(&finq(dir.path(), &["--help"]).stdout);
+    let commands: Vec<String> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.len() > 20, "{help}");
+    for command in commands {
+        let out = finq(dir.path(), &[&command, "--help"]);
+        assert!(out.status.success(), "{command}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains("Example"),
+            "`finq {command} --help` shows no example"
+        );
+    }
+}
