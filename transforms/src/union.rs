@@ -119,7 +119,6 @@ fn upsert_manual(filter: &str) -> String {
 /// How one source's changed rows are derived: the upsert for the ids bound as `$1`, the
 /// unified ids of those ids (`$1`), and whether a unified row `u` still has its source row.
 struct Rows {
-    unnamed: String,
     upsert: String,
     ids: &'static str,
     source_exists: &'static str,
@@ -133,7 +132,6 @@ impl Rows {
         for<'q> &'q [T]: sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
         T: Sync,
     {
-        name_merchants(conn, &self.unnamed, Some(ids)).await?;
         let upserted = sqlx::query(sqlx::AssertSqlSafe(self.upsert.as_str()))
             .bind(ids)
             .execute(&mut *conn)
@@ -234,7 +232,9 @@ impl Transform for UnionTransactions {
             .iter()
             .filter_map(|k| k.parse().ok())
             .collect();
-        // New and changed transactions meet the rules (before their rows are derived).
+        // New and changed transactions get their merchant's name and meet the rules before
+        // their rows are derived. The rows re-derived below for other reasons (a category,
+        // mapping, account or rule hit) existed already, so their names exist too.
         if !plaid_ids.is_empty() {
             let filter = "t.plaid_transaction_id = ANY($1)";
             name_merchants(conn, &unnamed_plaid(filter), Some(plaid_ids.as_slice())).await?;
@@ -310,13 +310,11 @@ impl Transform for UnionTransactions {
         manual_ids.dedup();
 
         let plaid = Rows {
-            unnamed: unnamed_plaid("t.plaid_transaction_id = ANY($1)"),
             upsert: upsert_plaid("t.plaid_transaction_id = ANY($1)"),
             ids: "SELECT 'plaid:' || x FROM unnest($1::text[]) x",
             source_exists: "SELECT 1 FROM plaid_transactions t WHERE t.plaid_transaction_id = substr(u.id, 7)",
         };
         let manual = Rows {
-            unnamed: unnamed_manual("t.id = ANY($1)"),
             upsert: upsert_manual("t.id = ANY($1)"),
             ids: "SELECT 'manual:' || x FROM unnest($1::bigint[]) x",
             source_exists: "SELECT 1 FROM transactions t WHERE t.id = substr(u.id, 8)::bigint",
