@@ -5,9 +5,11 @@
 //!   applied incrementally from the derive step's change feed, rebuilt when it must be; and
 //!   views computed when queried (`recurring`, `balance_history`, `net_worth`).
 //! - [`query`]: the [`query::QueryEngine`]: a read-only connection to the mirror that works
-//!   offline (no extension is ever downloaded), renders every result type as a table, CSV or
-//!   JSON, and turns every failure into an error. Model-written SQL additionally runs with no
-//!   file, extension or database access.
+//!   offline (no extension is ever downloaded), renders every result type, and turns every
+//!   failure into an error. Model-written SQL additionally runs with no file, extension or
+//!   database access.
+//! - [`render`]: results as a table (folded to the terminal, or a record at a time),
+//!   Markdown, DuckDB's line mode, CSV or JSON; long results cut for people.
 //! - [`export`]: the transactions as CSV or Parquet (by DuckDB), or as hledger and
 //!   beancount journals (double entry: the bank side and the category).
 //! - [`nl`]: questions in plain English: the context (schema, the person's names, summaries),
@@ -21,6 +23,7 @@ pub mod export;
 pub mod mirror;
 pub mod nl;
 pub mod query;
+pub mod render;
 
 use std::path::PathBuf;
 

@@ -8,6 +8,8 @@ use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::arrow::util::display::{ArrayFormatter, FormatOptions};
 use duckdb::{AccessMode, Config, Connection};
 
+pub use crate::render::{Expanded, Layout, OutputFormat, render, render_with, thousands};
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error(
@@ -29,18 +31,6 @@ pub enum QueryError {
     NotReadOnly(String),
     #[error("cannot export: {0}")]
     Export(String),
-}
-
-/// How results are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum OutputFormat {
-    /// A table for people.
-    #[default]
-    Table,
-    /// CSV with a header line.
-    Csv,
-    /// A JSON array of objects.
-    Json,
 }
 
 /// Who wrote the SQL decides how much the connection may do.
@@ -154,6 +144,8 @@ pub struct QueryEngine {
     trust: Trust,
     conn: Connection,
     file: Option<(u64, u64)>,
+    /// How many times the connection was reopened on a new file.
+    generation: u64,
 }
 
 impl Drop for QueryEngine {
@@ -172,6 +164,7 @@ impl QueryEngine {
             trust,
             conn,
             file,
+            generation: 0,
         })
     }
 
@@ -187,8 +180,23 @@ impl QueryEngine {
             note_closed(self.file);
             note_open(now);
             self.file = now;
+            self.generation += 1;
         }
         Ok(&self.conn)
+    }
+
+    /// Changes each time a rebuild replaced the mirror and the connection was reopened
+    /// (what was read from the old file, e.g. names for completion, may be stale).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// A handle that stops the query running on this connection (from another thread):
+    /// the query fails with an "Interrupted" error and the connection stays usable.
+    pub fn interrupt_handle(
+        &mut self,
+    ) -> Result<std::sync::Arc<duckdb::InterruptHandle>, QueryError> {
+        Ok(self.connection()?.interrupt_handle())
     }
 
     /// Run one statement and collect its result.
@@ -215,10 +223,39 @@ impl QueryResult {
         self.batches.iter().map(|b| b.num_rows()).sum()
     }
 
+    /// Whether column `i` holds numbers.
+    pub fn is_numeric(&self, i: usize) -> bool {
+        self.types.get(i).is_some_and(|t| t.is_numeric())
+    }
+
+    /// Whether column `i` holds dates or timestamps.
+    pub fn is_date(&self, i: usize) -> bool {
+        matches!(
+            self.types.get(i),
+            Some(DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _))
+        )
+    }
+
+    /// Column `i`'s type as Arrow names it.
+    pub fn type_name(&self, i: usize) -> String {
+        self.types.get(i).map(|t| t.to_string()).unwrap_or_default()
+    }
+
     /// Every cell as display text (`None` for NULL), row by row.
     pub fn rows(&self) -> Vec<Vec<Option<String>>> {
-        let mut out = Vec::with_capacity(self.row_count());
+        self.rows_upto(usize::MAX)
+    }
+
+    /// The first `limit` rows as text (only those are formatted: a person shown 40 rows
+    /// of a million waits for 40).
+    pub fn rows_upto(&self, limit: usize) -> Vec<Vec<Option<String>>> {
+        let mut out = Vec::with_capacity(self.row_count().min(limit));
         for batch in &self.batches {
+            let left = limit - out.len();
+            if left == 0 {
+                break;
+            }
+            let batch = batch.slice(0, batch.num_rows().min(left));
             let columns: Vec<Vec<Option<String>>> =
                 batch.columns().iter().map(|c| cells(c.as_ref())).collect();
             for row in 0..batch.num_rows() {
@@ -382,87 +419,6 @@ fn has_unquoted_semicolon(sql: &str) -> bool {
         }
     }
     false
-}
-
-fn is_numeric(t: &DataType) -> bool {
-    t.is_numeric()
-}
-
-/// Render a result for people (table) or programs (CSV, JSON).
-pub fn render(result: &QueryResult, format: OutputFormat) -> String {
-    let rows = result.rows();
-    match format {
-        OutputFormat::Table => {
-            let mut table = comfy_table::Table::new();
-            table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-            table.set_header(&result.columns);
-            for (i, t) in result.types.iter().enumerate() {
-                if is_numeric(t)
-                    && let Some(col) = table.column_mut(i)
-                {
-                    col.set_cell_alignment(comfy_table::CellAlignment::Right);
-                }
-            }
-            for row in &rows {
-                table.add_row(
-                    row.iter()
-                        .map(|c| c.clone().unwrap_or_else(|| "NULL".into())),
-                );
-            }
-            let n = rows.len();
-            format!("{table}\n({n} row{})", if n == 1 { "" } else { "s" })
-        }
-        OutputFormat::Csv => {
-            let mut out = String::new();
-            let line = |cells: Vec<String>| cells.join(",") + "\n";
-            out.push_str(&line(result.columns.iter().map(|c| csv_field(c)).collect()));
-            for row in &rows {
-                out.push_str(&line(
-                    row.iter()
-                        .map(|c| c.as_deref().map(csv_field).unwrap_or_default())
-                        .collect(),
-                ));
-            }
-            out
-        }
-        OutputFormat::Json => {
-            let objects: Vec<String> = rows
-                .iter()
-                .map(|row| {
-                    let fields: Vec<String> = row
-                        .iter()
-                        .enumerate()
-                        .map(|(i, cell)| {
-                            let key = serde_json::to_string(&result.columns[i]).expect("json");
-                            let value = match cell {
-                                None => "null".to_string(),
-                                Some(v)
-                                    if is_numeric(&result.types[i])
-                                        && serde_json::from_str::<serde_json::Number>(v)
-                                            .is_ok() =>
-                                {
-                                    v.clone()
-                                }
-                                Some(v) if result.types[i] == DataType::Boolean => v.clone(),
-                                Some(v) => serde_json::to_string(v).expect("json"),
-                            };
-                            format!("{key}:{value}")
-                        })
-                        .collect();
-                    format!("{{{}}}", fields.join(","))
-                })
-                .collect();
-            format!("[{}]\n", objects.join(",\n "))
-        }
-    }
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 /// A mirrored table, its columns and their comments (for `\\d` and prompts).

@@ -64,12 +64,20 @@ impl Asker {
         } else {
             ProgressBar::hidden()
         };
-        let mut progress = |p: Progress| bar.set_message(progress_line(&p));
+        // Cleared however the question ends, a Ctrl-C (the future dropped) included.
+        struct Clear(ProgressBar);
+        impl Drop for Clear {
+            fn drop(&mut self) {
+                self.0.finish_and_clear();
+            }
+        }
+        let bar = Clear(bar);
+        let mut progress = |p: Progress| bar.0.set_message(progress_line(&p));
         let outcome = self
             .engine
             .ask(&self.mirror, question, &history, &mut progress)
             .await;
-        bar.finish_and_clear();
+        drop(bar);
         let answer = outcome?;
         let id = match self.conversation {
             Some(id) => id,

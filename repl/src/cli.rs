@@ -261,11 +261,16 @@ pub enum Command {
     /// Examples:
     ///   finq sql "SELECT merchant, -sum(amount) AS spent FROM transactions WHERE amount < 0 AND NOT is_transfer GROUP BY 1 ORDER BY 2 DESC LIMIT 10"
     ///   finq sql "SELECT * FROM net_worth ORDER BY date DESC LIMIT 7" --format csv
+    ///   finq sql "SELECT date, net_worth FROM net_worth ORDER BY date" --chart
     Sql {
         /// The query, e.g. "SELECT category, sum(amount) FROM transactions GROUP BY 1".
         query: String,
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
+        /// Draw the result instead: two columns, (label, number) as bars or (date,
+        /// number) as a line.
+        #[arg(long, conflicts_with = "format")]
+        chart: bool,
     },
     /// Ask a question in plain English (needs Ollama): the model writes the query, DuckDB
     /// computes the numbers, and every number of the answer is checked against the rows.
@@ -884,11 +889,26 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             )?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sql { query: sql, format } => {
+        Command::Sql {
+            query: sql,
+            format,
+            chart,
+        } => {
             let settings = finq_core::config::Settings::load()?;
             let mut engine = QueryEngine::open(&settings.duckdb_path(), Trust::User)?;
             let result = engine.run(&sql).context("the query failed")?;
-            println!("{}", query::render(&result, format).trim_end());
+            let width = crate::repl::terminal_width();
+            let text = if chart {
+                crate::chart::chart(&result, width.unwrap_or(80))?
+            } else {
+                // To a terminal: folded to its width, or a record at a time; every row.
+                let layout = query::Layout {
+                    width,
+                    ..query::Layout::default()
+                };
+                query::render_with(&result, format, &layout)
+            };
+            println!("{}", text.trim_end());
             Ok(ExitCode::SUCCESS)
         }
         Command::Ask {

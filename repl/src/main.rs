@@ -5,6 +5,7 @@ mod app;
 mod ask;
 mod bench;
 mod categories;
+mod chart;
 mod cli;
 mod demo;
 mod items;

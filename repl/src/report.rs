@@ -101,23 +101,6 @@ pub enum ReportKind {
     Recurring,
 }
 
-/// Horizontal bars for (label, value) pairs, scaled to the largest value.
-fn bars(rows: &[(String, f64)], width: usize) -> String {
-    let label = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
-    let top = rows.iter().map(|r| r.1.abs()).fold(0.0_f64, f64::max);
-    let mut out = String::new();
-    for (name, value) in rows {
-        let n = if top > 0.0 {
-            ((value.abs() / top) * width as f64).round() as usize
-        } else {
-            0
-        };
-        let bar = if *value < 0.0 { "▒" } else { "█" }.repeat(n);
-        out.push_str(&format!("{name:<label$}  {bar} {value:.2}\n"));
-    }
-    out
-}
-
 /// (first column, a number column) of each row, for a chart.
 fn series(result: &query::QueryResult, column: usize) -> Vec<(String, f64)> {
     result
@@ -192,7 +175,10 @@ pub fn report(mirror: &Path, kind: ReportKind, months: u32, format: OutputFormat
     let mut points = series(&result, chart_column);
     points.retain(|(label, _)| label != "Total");
     if !points.is_empty() {
-        println!("\n{}", bars(&points, 40).trim_end());
+        println!(
+            "\n{}",
+            crate::chart::bars(&points, crate::repl::terminal_width().unwrap_or(80)).trim_end()
+        );
     }
     Ok(())
 }

@@ -91,6 +91,20 @@ impl MirrorReport {
     }
 }
 
+/// The newest position in `mirror_seq` PostgreSQL holds, and how far changes were pruned.
+async fn positions(conn: &mut PgConnection) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT greatest(coalesce((SELECT max(seq) FROM unified_transactions), 0),
+                         coalesce((SELECT max(seq) FROM mirror_changes), 0),
+                         p.pruned),
+                p.pruned
+         FROM (SELECT coalesce((SELECT position FROM pipeline_positions
+                                WHERE consumer = 'pruned'), 0) AS pruned) p",
+    )
+    .fetch_one(conn)
+    .await
+}
+
 pub struct DuckMirror {
     path: PathBuf,
 }
@@ -140,16 +154,7 @@ impl DuckMirror {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('finq.mirror', 0))")
             .execute(&mut *tx)
             .await?;
-        let (target, pruned): (i64, i64) = sqlx::query_as(
-            "SELECT greatest(coalesce((SELECT max(seq) FROM unified_transactions), 0),
-                             coalesce((SELECT max(seq) FROM mirror_changes), 0),
-                             p.pruned),
-                    p.pruned
-             FROM (SELECT coalesce((SELECT position FROM pipeline_positions
-                                    WHERE consumer = 'pruned'), 0) AS pruned) p",
-        )
-        .fetch_one(&mut *tx)
-        .await?;
+        let (target, pruned) = positions(&mut tx).await?;
 
         let on_disk = if force {
             OnDisk::Outdated("asked for".into())

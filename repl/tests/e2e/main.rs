@@ -18,6 +18,8 @@
 //!   and key rotation included), every response matches Plaid's OpenAPI spec, and Plaid's
 //!   official Python client accepts it.
 //! - [`demo`]: `finq demo` as a person runs it.
+//! - [`repl`]: `finq repl` through a pseudo-terminal: completion, Ctrl-C, formats, charts,
+//!   history and hints; `finq sql --chart`.
 //! - [`link`]: linking a bank in headless chromium through the Link page of `finq serve`.
 //! - [`reliability`]: `finq sync` and `finq run` killed at random moments lose nothing.
 
@@ -32,6 +34,7 @@ mod networth;
 mod openapi;
 mod recurring;
 mod reliability;
+mod repl;
 mod simulator;
 mod sync;
 mod transfers;
