@@ -345,6 +345,15 @@ pub enum Command {
         #[command(subcommand)]
         command: SimCommand,
     },
+    /// Check what finq needs, one line each with what to do when something is wrong:
+    /// PostgreSQL, the data directory's and key file's permissions, migrations, the
+    /// mirror's freshness, Ollama and the model, Plaid's credentials, the webhook URL.
+    /// Exits non-zero when a check fails.
+    ///
+    /// Examples:
+    ///   finq doctor
+    ///   OLLAMA_HOST=http://gpu-box:11434 finq doctor
+    Doctor,
     /// Tab completion of finq's commands and options for your shell, printed to standard
     /// output.
     ///
@@ -525,6 +534,17 @@ pub enum BenchCommand {
         #[arg(long)]
         print_sql: bool,
     },
+    /// `finq repl` as a whole process on a mirror (default: yours), from start to the
+    /// prompt and out, median of several; beside it the same without a mirror.
+    ///
+    /// Example: FINQ_DATA_DIR=/tmp/big finq demo --transactions 1000000 && FINQ_DATA_DIR=/tmp/big finq bench startup
+    Startup {
+        /// The DuckDB mirror file.
+        #[arg(long)]
+        mirror: Option<std::path::PathBuf>,
+        #[arg(long, default_value_t = 10)]
+        repeat: usize,
+    },
     /// The whole pipeline on N transactions: full mirror build, a run with nothing new, an
     /// incremental run after changes at the bank, and dashboard queries on DuckDB against
     /// PostgreSQL.
@@ -606,7 +626,10 @@ pub enum DbCommand {
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     // An install from before finq made its files owner-only is tightened now. A command
     // whose settings do not load says so itself.
-    if let Ok(settings) = finq_core::config::Settings::load() {
+    // (`finq doctor` reports the permissions as it finds them.)
+    if !matches!(cli.command, Command::Doctor)
+        && let Ok(settings) = finq_core::config::Settings::load()
+    {
         crate::app::tighten(&settings.data_dir);
     }
     match cli.command {
@@ -690,6 +713,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 None => finq_core::config::Settings::load()?.duckdb_path(),
             };
             crate::bench::queries(&mirror, repeat)
+        }
+        Command::Bench {
+            command: BenchCommand::Startup { mirror, repeat },
+        } => {
+            let mirror = match mirror {
+                Some(m) => m,
+                None => finq_core::config::Settings::load()?.duckdb_path(),
+            };
+            crate::bench::startup(&mirror, repeat)
         }
         Command::Bench {
             command:
@@ -1042,6 +1074,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             tokio::signal::ctrl_c().await?;
             server.stop().await;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor => {
+            let settings = finq_core::config::Settings::load()?;
+            Ok(crate::doctor::run(&settings).await)
         }
         Command::Completions { shell } => {
             use std::io::Write;

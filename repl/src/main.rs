@@ -8,6 +8,7 @@ mod categories;
 mod chart;
 mod cli;
 mod demo;
+mod doctor;
 mod items;
 mod manual;
 mod pipeline;

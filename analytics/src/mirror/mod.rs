@@ -105,6 +105,13 @@ async fn positions(conn: &mut PgConnection) -> Result<(i64, i64), sqlx::Error> {
     .await
 }
 
+/// The position a mirror must hold to be up to date with PostgreSQL (compare with the
+/// `position` in its [`META_TABLE`]).
+pub async fn latest_position(pool: &PgPool) -> Result<i64, MirrorError> {
+    let mut conn = pool.acquire().await?;
+    Ok(positions(&mut conn).await?.0)
+}
+
 pub struct DuckMirror {
     path: PathBuf,
 }

@@ -606,6 +606,78 @@ pub fn queries(mirror: &std::path::Path, repeat: usize) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `finq bench startup`: `finq repl` as a whole process, from exec until it has opened
+/// the mirror, read the names for completion and shown its prompt, taking `\q` and
+/// exiting (an upper bound on the time to the prompt); median of `repeat`. The baseline in
+/// the same run: the REPL on a data directory without a mirror.
+pub fn startup(mirror: &std::path::Path, repeat: usize) -> Result<ExitCode> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    anyhow::ensure!(
+        mirror.exists(),
+        "no mirror at {}: build one first, e.g. `finq demo --transactions 1000000`",
+        mirror.display()
+    );
+    let transactions = QueryEngine::open(mirror, Trust::User)?
+        .run("SELECT count(*) FROM transactions")?
+        .rows()[0][0]
+        .as_deref()
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_default();
+    let exe = std::env::current_exe().context("cannot find the finq binary")?;
+    let time = |data: &std::path::Path| -> Result<f64> {
+        let t = Instant::now();
+        let mut child = Command::new(&exe)
+            .arg("repl")
+            .env("FINQ_DATA_DIR", data)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start `finq repl`")?;
+        child.stdin.take().expect("piped").write_all(b"\\q\n")?;
+        let out = child.wait_with_output()?;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        anyhow::ensure!(
+            out.status.success() && stderr.contains("finq REPL") && !stderr.contains("note:"),
+            "`finq repl` did not start cleanly: {stderr}"
+        );
+        Ok(ms)
+    };
+    let with_mirror = tempfile::tempdir()?;
+    std::os::unix::fs::symlink(
+        std::fs::canonicalize(mirror)?,
+        with_mirror.path().join("finq.duckdb"),
+    )?;
+    let without = tempfile::tempdir()?;
+    // One run each to warm the page cache, then alternate.
+    time(with_mirror.path())?;
+    time(without.path())?;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..repeat.max(1) {
+        a.push(time(with_mirror.path())?);
+        b.push(time(without.path())?);
+    }
+    let max = a.iter().copied().fold(0.0, f64::max);
+    let (ms, baseline) = (median(a), median(b));
+    eprintln!(
+        "finq repl to the prompt and out, {transactions} transactions: median {ms:.1} ms (max {max:.1}); without a mirror {baseline:.1} ms"
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "build_profile": if cfg!(debug_assertions) { "dev" } else { "release" },
+            "transactions": transactions,
+            "repeat": repeat,
+            "startup_ms": round(ms, 1),
+            "startup_max_ms": round(max, 1),
+            "startup_without_mirror_ms": round(baseline, 1),
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The dashboard questions as DuckDB SQL, for other clients (`--print-sql`).
 pub fn print_queries() -> Result<ExitCode> {
     let q: Vec<_> = AGGREGATES

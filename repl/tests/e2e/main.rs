@@ -20,12 +20,14 @@
 //! - [`demo`]: `finq demo` as a person runs it.
 //! - [`repl`]: `finq repl` through a pseudo-terminal: completion, Ctrl-C, formats, charts,
 //!   history and hints; `finq sql --chart`.
+//! - [`doctor`]: `finq doctor` on a healthy set-up and on one broken in each way.
 //! - [`link`]: linking a bank in headless chromium through the Link page of `finq serve`.
 //! - [`reliability`]: `finq sync` and `finq run` killed at random moments lose nothing.
 
 mod ask;
 mod categories;
 mod demo;
+mod doctor;
 mod export;
 mod import;
 mod link;
