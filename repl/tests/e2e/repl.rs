@@ -1,14 +1,15 @@
 //! `finq repl` driven as a person drives it, through a pseudo-terminal: Tab completion
 //! (SQL words and names in quotes), multi-line input, Ctrl-C during a long query and at the
 //! prompt, output formats, charts, `\o`, `\timing`, history and hints across sessions,
-//! highlighting, `\q` and Ctrl-D. Also `finq sql --chart` and `--format markdown`.
+//! highlighting, `\q` and Ctrl-D; Ctrl-C during a question. Also `finq sql --chart` and
+//! `--format markdown`.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use expectrl::{ControlCode, Eof, Expect, Session};
-use finq_e2e::{SimBank, derive_and_mirror, mirror_rows};
+use finq_e2e::{FakeOllama, SimBank, database_url, derive_and_mirror, mirror_rows};
 use sqlx::PgPool;
 
 type Pty = expectrl::session::OsSession;
@@ -225,6 +226,47 @@ fn drive(data: &Path, prefix: &str, category: &str) {
     p.send(ControlCode::EndOfText).unwrap();
     entry(&mut p, "\\q");
     ended(&mut p);
+}
+
+#[sqlx::test(migrator = "finq_core::MIGRATOR")]
+async fn ctrl_c_cancels_a_question_waiting_for_the_model(pool: PgPool) {
+    let bank = SimBank::start(6, 100).await;
+    let item = bank.link(&pool).await;
+    bank.sync(&pool, &item).await;
+    let data = tempfile::tempdir().unwrap();
+    derive_and_mirror(&pool, &data.path().join("finq.duckdb")).await;
+    // A model that takes a minute to answer.
+    let ollama = FakeOllama::start(&["llama3.2:latest"], "{}").await;
+    ollama.set_delay(Duration::from_secs(60));
+    let (db, url, dir) = (
+        database_url(&pool),
+        ollama.url.clone(),
+        data.path().to_path_buf(),
+    );
+    // The model's answer would take 60 s; each wait below gives up after 30 s.
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_finq"));
+        cmd.arg("repl")
+            .env("FINQ_DATA_DIR", &dir)
+            .env("TERM", "xterm")
+            .env("NO_COLOR", "1")
+            .env("DATABASE_URL", &db)
+            .env("OLLAMA_HOST", &url)
+            .env("FINQ_MODEL", "llama3.2");
+        let mut p = Session::spawn(cmd).unwrap();
+        p.set_expect_timeout(Some(Duration::from_secs(30)));
+        entry(&mut p, "? how much did I spend on coffee");
+        std::thread::sleep(Duration::from_millis(2000));
+        p.send(ControlCode::EndOfText).unwrap();
+        wait_for(&mut p, "cancelled (Ctrl-C)");
+        entry(&mut p, "SELECT 'after-' || 'the-question' AS r;");
+        wait_for(&mut p, "after-the-question");
+        entry(&mut p, "\\q");
+        ended(&mut p);
+    })
+    .await
+    .unwrap();
+    assert_eq!(ollama.chat_requests().len(), 1, "the model was asked once");
 }
 
 /// `finq sql` on a mirror file of constant rows: the same text every time.
