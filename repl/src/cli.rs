@@ -623,6 +623,17 @@ pub enum DbCommand {
     Stop,
 }
 
+impl Command {
+    /// Whether the command is a long-running server or the REPL: those keep writing to a
+    /// closed pipe an error, not the end of the process.
+    pub fn serves(&self) -> bool {
+        matches!(
+            self,
+            Command::Serve { .. } | Command::Sim { .. } | Command::Repl
+        )
+    }
+}
+
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     // An install from before finq made its files owner-only is tightened now. A command
     // whose settings do not load says so itself.

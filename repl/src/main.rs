@@ -23,6 +23,14 @@ use clap::Parser;
 async fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
     init_logging(args.verbose);
+    // `finq sql … | head`: a command's output cut short by its reader ends it quietly, as
+    // with any Unix tool (Rust ignores SIGPIPE, and printing to the closed pipe would
+    // panic). Sockets are unaffected (written with MSG_NOSIGNAL); servers keep ignoring it.
+    if !args.command.serves() {
+        use nix::sys::signal::{SigHandler, Signal, signal};
+        // SAFETY: the default disposition; no handler code of ours runs in a signal.
+        let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    }
     // Everything finq writes (the mirror, history, exports, its database's files) holds
     // the person's money: readable by its owner only.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));

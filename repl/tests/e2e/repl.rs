@@ -321,6 +321,29 @@ fn sql_draws_charts_and_writes_markdown() {
         ],
     );
     insta::assert_snapshot!("sql_markdown", markdown);
+    // Output cut short by its reader (`| head -1`) ends finq quietly.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_finq"))
+        .args([
+            "sql",
+            "SELECT i FROM range(1000000) t(i)",
+            "--format",
+            "csv",
+        ])
+        .env("FINQ_DATA_DIR", data.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert_eq!(first, "i\n");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty(), "{stderr}");
     // A result that cannot be drawn says why.
     let out = Command::new(env!("CARGO_BIN_EXE_finq"))
         .args(["sql", "SELECT category FROM spending", "--chart"])
