@@ -105,9 +105,25 @@ pub async fn run() -> Result<()> {
         "finq REPL — mirror {}. \\help for help, \\q to quit.",
         session.mirror.display()
     );
+    // Lines read so far of an entry not complete yet: with a terminal the line editor
+    // keeps a multi-line entry together itself; piped input comes a line at a time.
+    let mut pending = String::new();
     loop {
-        match rl.readline("finq> ") {
-            Ok(entry) => {
+        let prompt = if pending.is_empty() {
+            "finq> "
+        } else {
+            "  ..> "
+        };
+        match rl.readline(prompt) {
+            Ok(line) => {
+                if !pending.is_empty() {
+                    pending.push('\n');
+                }
+                pending.push_str(&line);
+                if !command::is_complete(&pending) {
+                    continue;
+                }
+                let entry = std::mem::take(&mut pending);
                 if !entry.trim().is_empty() {
                     let _ = rl.add_history_entry(entry.trim());
                     let _ = rl.save_history(&history);
@@ -118,8 +134,8 @@ pub async fn run() -> Result<()> {
                     Err(e) => eprintln!("{e}"),
                 }
             }
-            // Ctrl-C at the prompt: the line is dropped, a fresh prompt follows.
-            Err(ReadlineError::Interrupted) => {}
+            // Ctrl-C at the prompt: the entry is dropped, a fresh prompt follows.
+            Err(ReadlineError::Interrupted) => pending.clear(),
             Err(ReadlineError::Eof) => break,
             Err(e) => return Err(e.into()),
         }

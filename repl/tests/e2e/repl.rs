@@ -344,6 +344,23 @@ fn sql_draws_charts_and_writes_markdown() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.is_empty(), "{stderr}");
+    // The REPL reading a script from a pipe: entries may span lines there too.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_finq"))
+        .arg("repl")
+        .env("FINQ_DATA_DIR", data.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        b"SELECT count(*)\n  AS categories\n  FROM spending;\n\\format csv\nSELECT 'a;b' AS x;\n",
+    )
+    .unwrap();
+    let out = finq_e2e::succeeded(&child.wait_with_output().unwrap());
+    assert!(out.contains("│          4 │"), "{out}");
+    assert!(out.ends_with("x\na;b\n"), "{out}");
     // A result that cannot be drawn says why.
     let out = Command::new(env!("CARGO_BIN_EXE_finq"))
         .args(["sql", "SELECT category FROM spending", "--chart"])
