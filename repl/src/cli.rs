@@ -32,8 +32,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Zero-configuration tour: database, simulated bank, sync, transforms, mirror, report.
-    ///
-    /// Examples: finq demo; finq demo --transactions 100000 --seed 7
+    #[command(after_help = "Examples:\n  finq demo\n  finq demo --transactions 100000 --seed 7")]
     Demo {
         /// Transactions to generate for the simulated bank.
         #[arg(long, default_value_t = 1000)]
@@ -45,8 +44,9 @@ pub enum Command {
     /// Link an institution. Production and sandbox: prints the address of the Link page of
     /// `finq serve`, where Plaid Link runs in your browser. The simulator (and sandbox with
     /// --institution) links at once, with no browser.
-    ///
-    /// Examples: finq link; finq link --institution ins_109512; finq link --update ITEM
+    #[command(
+        after_help = "Examples:\n  finq link\n  finq link --institution ins_109512\n  finq link --update ITEM"
+    )]
     Link {
         /// Link this institution without a browser (simulator, or Plaid Sandbox's
         /// /sandbox/public_token/create), e.g. ins_109508 (First Platypus Bank).
@@ -61,8 +61,9 @@ pub enum Command {
         browser: bool,
     },
     /// Linked institutions: status, accounts, last sync, last error.
-    ///
-    /// Examples: finq items; finq items --json; finq items remove ITEM
+    #[command(
+        after_help = "Examples:\n  finq items\n  finq items --json\n  finq items remove ITEM"
+    )]
     Items {
         #[command(subcommand)]
         command: Option<ItemsCommand>,
@@ -71,15 +72,15 @@ pub enum Command {
         json: bool,
     },
     /// Benchmarks (print one JSON object as their last line).
-    ///
-    /// Examples: finq bench pipeline --transactions 100000; finq bench webhooks --requests 5000
+    #[command(
+        after_help = "Examples:\n  finq bench pipeline --transactions 100000\n  finq bench webhooks --requests 5000"
+    )]
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
     },
     /// Pull new transactions for every linked institution.
-    ///
-    /// Example: finq sync && finq mirror
+    #[command(after_help = "Examples:\n  finq sync && finq mirror")]
     Sync {
         /// Print a JSON summary instead of text.
         #[arg(long)]
@@ -87,8 +88,9 @@ pub enum Command {
     },
     /// The batch pipeline for cron: sync every item, transforms, mirror. Exit code 1 if
     /// any connection failed.
-    ///
-    /// Examples: finq run; in a crontab: */30 * * * * finq run --json >> ~/finq-run.log
+    #[command(
+        after_help = "Examples:\n  finq run\n  in a crontab: */30 * * * * finq run --json >> ~/finq-run.log"
+    )]
     Run {
         /// Print a JSON summary instead of text.
         #[arg(long)]
@@ -102,11 +104,9 @@ pub enum Command {
     /// CSV layouts of Chase, Bank of America, American Express, Discover, Capital One and
     /// Citi are recognised from the header, as is any file with Date, Description and
     /// Amount (or Debit and Credit) columns; --columns names them otherwise.
-    ///
-    /// Examples:
-    ///   finq accounts add "Visa" --type credit && finq import ~/Downloads/visa.csv --account Visa
-    ///   finq import statement.qfx --account Checking
-    ///   finq import export.csv --account Visa --columns "date=Posted,description=Memo,amount=-Charge" --date-format %d/%m/%Y
+    #[command(
+        after_help = "Examples:\n  finq accounts add \"Visa\" --type credit && finq import ~/Downloads/visa.csv --account Visa\n  finq import statement.qfx --account Checking\n  finq import export.csv --account Visa --columns \"date=Posted,description=Memo,amount=-Charge\" --date-format %d/%m/%Y"
+    )]
     Import {
         file: std::path::PathBuf,
         /// The manual account it belongs to (`finq accounts` lists them).
@@ -128,10 +128,9 @@ pub enum Command {
         json: bool,
     },
     /// Add one transaction by hand (cash, a cheque, anything no bank reports).
-    ///
-    /// Examples:
-    ///   finq add --amount -23.50 --description "Farmers market" --category Groceries
-    ///   finq add --amount 120 --description "Sold a bike" --date 2026-11-03
+    #[command(
+        after_help = "Examples:\n  finq add --amount -23.50 --description \"Farmers market\" --category Groceries\n  finq add --amount 120 --description \"Sold a bike\" --date 2026-11-03"
+    )]
     Add {
         /// Statement sign: money out negative, money in positive (e.g. -12.50, 1200).
         #[arg(long, allow_hyphen_values = true, value_parser = parse_money)]
@@ -151,8 +150,9 @@ pub enum Command {
         notes: Option<String>,
     },
     /// Manual accounts (cash, a card you import, a house, a loan) and their balances.
-    ///
-    /// Examples: finq accounts; finq accounts add House --type property --balance 450000; finq accounts balance House 465000
+    #[command(
+        after_help = "Examples:\n  finq accounts\n  finq accounts add House --type property --balance 450000\n  finq accounts balance House 465000"
+    )]
     Accounts {
         #[command(subcommand)]
         command: Option<AccountsCommand>,
@@ -162,8 +162,9 @@ pub enum Command {
     },
     /// Your categories: list them (with how many transactions each holds), add, rename,
     /// merge, delete.
-    ///
-    /// Examples: finq categories; finq categories add Coffee --parent Dining; finq categories merge "Coffee Shops" Coffee
+    #[command(
+        after_help = "Examples:\n  finq categories\n  finq categories add Coffee --parent Dining\n  finq categories merge \"Coffee Shops\" Coffee"
+    )]
     Categories {
         #[command(subcommand)]
         command: Option<CategoriesCommand>,
@@ -173,11 +174,9 @@ pub enum Command {
     },
     /// Put transactions in a category yourself: your edit beats rules and Plaid's mapping,
     /// and stays through re-syncs, a pending transaction posting, and re-linking.
-    ///
-    /// Examples:
-    ///   finq categorize plaid:8bQx3p Groceries
-    ///   finq categorize manual:12 manual:13 Gifts
-    ///   finq categorize --query "SELECT id FROM transactions WHERE merchant = 'Blue Bottle Coffee'" Coffee
+    #[command(
+        after_help = "Examples:\n  finq categorize plaid:8bQx3p Groceries\n  finq categorize manual:12 manual:13 Gifts\n  finq categorize --query \"SELECT id FROM transactions WHERE merchant = 'Blue Bottle Coffee'\" Coffee"
+    )]
     Categorize {
         /// Transaction ids (the id column of transactions), then the category.
         #[arg(value_name = "ID... CATEGORY", required = true)]
@@ -189,8 +188,9 @@ pub enum Command {
     /// Rules that categorise transactions by merchant, description, amount or account.
     /// Rules apply to transactions as they arrive; `finq rules apply` applies them to all.
     /// Your own edits (`finq categorize`) beat rules; rules beat Plaid's mapping.
-    ///
-    /// Examples: finq rules; finq rules add Coffee --merchant "blue bottle" --apply; finq rules delete 3
+    #[command(
+        after_help = "Examples:\n  finq rules\n  finq rules add Coffee --merchant \"blue bottle\" --apply\n  finq rules delete 3"
+    )]
     Rules {
         #[command(subcommand)]
         command: Option<RulesCommand>,
@@ -200,8 +200,9 @@ pub enum Command {
     },
     /// Money moved between your own accounts (credit-card payments, savings moves): both
     /// sides are marked `is_transfer` and left out of spending and income.
-    ///
-    /// Examples: finq transfers; finq transfers --json; finq transfers unmark plaid:8bQx3p
+    #[command(
+        after_help = "Examples:\n  finq transfers\n  finq transfers --json\n  finq transfers unmark plaid:8bQx3p"
+    )]
     Transfers {
         #[command(subcommand)]
         command: Option<TransfersCommand>,
@@ -212,9 +213,9 @@ pub enum Command {
     /// Reports from the mirror, with a chart where a picture reads faster:
     /// spending and income by category and month, cash flow and net worth by month,
     /// recurring payments.
-    ///
-    /// Examples: finq report spending; finq report networth --months 24;
-    /// finq report cashflow --format csv
+    #[command(
+        after_help = "Examples:\n  finq report spending\n  finq report networth --months 24\n  finq report cashflow --format csv"
+    )]
     Report {
         #[arg(value_enum)]
         kind: crate::report::ReportKind,
@@ -227,8 +228,9 @@ pub enum Command {
     /// Subscriptions and bills found from a regular cadence and similar amounts: cadence,
     /// typical amount, next expected date, monthly cost; price changes and missed payments
     /// flagged. (Also the `recurring` view in DuckDB.)
-    ///
-    /// Examples: finq recurring; finq recurring --format csv > bills.csv
+    #[command(
+        after_help = "Examples:\n  finq recurring\n  finq recurring --format csv > bills.csv"
+    )]
     Recurring {
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
@@ -236,11 +238,9 @@ pub enum Command {
     /// Export the transactions: CSV, Parquet, or a double-entry journal for hledger or
     /// beancount (the bank side with its statement-signed amount under assets: or
     /// liabilities:, the other side to the category; pending transactions flagged `!`).
-    ///
-    /// Examples:
-    ///   finq export --format hledger --output finq.journal && hledger -f finq.journal bal
-    ///   finq export --format beancount --since 2026-01-01 --output finq.beancount
-    ///   finq export --format parquet --output transactions.parquet
+    #[command(
+        after_help = "Examples:\n  finq export --format hledger --output finq.journal && hledger -f finq.journal bal\n  finq export --format beancount --since 2026-01-01 --output finq.beancount\n  finq export --format parquet --output transactions.parquet"
+    )]
     Export {
         #[arg(long, value_enum)]
         format: finq_analytics::export::ExportFormat,
@@ -257,11 +257,9 @@ pub enum Command {
         opening_balances: bool,
     },
     /// Run DuckDB SQL on the mirror.
-    ///
-    /// Examples:
-    ///   finq sql "SELECT merchant, -sum(amount) AS spent FROM transactions WHERE amount < 0 AND NOT is_transfer GROUP BY 1 ORDER BY 2 DESC LIMIT 10"
-    ///   finq sql "SELECT * FROM net_worth ORDER BY date DESC LIMIT 7" --format csv
-    ///   finq sql "SELECT date, net_worth FROM net_worth ORDER BY date" --chart
+    #[command(
+        after_help = "Examples:\n  finq sql \"SELECT merchant, -sum(amount) AS spent FROM transactions WHERE amount < 0 AND NOT is_transfer GROUP BY 1 ORDER BY 2 DESC LIMIT 10\"\n  finq sql \"SELECT * FROM net_worth ORDER BY date DESC LIMIT 7\" --format csv\n  finq sql \"SELECT date, net_worth FROM net_worth ORDER BY date\" --chart"
+    )]
     Sql {
         /// The query, e.g. "SELECT category, sum(amount) FROM transactions GROUP BY 1".
         query: String,
@@ -274,11 +272,9 @@ pub enum Command {
     },
     /// Ask a question in plain English (needs Ollama): the model writes the query, DuckDB
     /// computes the numbers, and every number of the answer is checked against the rows.
-    ///
-    /// Examples:
-    ///   finq ask "how much did I spend on eating out last month?"
-    ///   finq ask "and the month before?" --conversation 3
-    ///   finq ask "my biggest merchants this year" --json
+    #[command(
+        after_help = "Examples:\n  finq ask \"how much did I spend on eating out last month?\"\n  finq ask \"and the month before?\" --conversation 3\n  finq ask \"my biggest merchants this year\" --json"
+    )]
     Ask {
         question: String,
         /// Continue this conversation (`finq chats` lists them); a new one otherwise.
@@ -297,8 +293,7 @@ pub enum Command {
     /// Measure how well the model answers: questions whose true result is known (bundled,
     /// or your own), asked through Ollama; prints each question's outcome, the shares of
     /// answers whose rows match the truth and whose numbers all verified, and a JSON line.
-    ///
-    /// Example: finq demo && finq eval --model qwen2.5:7b
+    #[command(after_help = "Examples:\n  finq demo && finq eval --model qwen2.5:7b")]
     Eval {
         /// A TOML file of `[[question]]` tables (`id`, `text`, `sql`, optional
         /// `follow_up = true`); the bundled set otherwise.
@@ -309,16 +304,14 @@ pub enum Command {
         model: Option<String>,
     },
     /// Conversations with finq: list them, show one, delete one.
-    ///
-    /// Examples: finq chats; finq chats show 3; finq chats delete 3
+    #[command(after_help = "Examples:\n  finq chats\n  finq chats show 3\n  finq chats delete 3")]
     Chats {
         #[command(subcommand)]
         command: Option<ChatsCommand>,
     },
     /// Derive what changed and bring the DuckDB mirror up to date (what `finq run` does
     /// after syncing), or rebuild the mirror from scratch.
-    ///
-    /// Examples: finq mirror; finq mirror --rebuild --json
+    #[command(after_help = "Examples:\n  finq mirror\n  finq mirror --rebuild --json")]
     Mirror {
         /// Rebuild it from scratch instead of applying what changed.
         #[arg(long)]
@@ -327,20 +320,26 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The interactive REPL: SQL ending in `;`, `?question`, `\d`, `\help`, `\q`.
-    ///
-    /// Example: finq repl, then `SELECT count(*) FROM transactions;` or `?what did I spend on coffee last month`
+    /// The interactive REPL: SQL ending in `;` (Tab completes tables, columns, SQL words,
+    /// and category and account names in quotes), `?question`, `\chart QUERY`,
+    /// `\format table|csv|json|markdown|line`, `\x`, `\maxrows`, `\timing`, `\o FILE`,
+    /// `\d [TABLE]`, `\help`, `\q`. Ctrl-C stops a running query or question.
+    #[command(
+        after_help = "Examples:\n  finq repl, then `SELECT count(*) FROM transactions;` or `?what did I spend on coffee last month`\n  finq repl < monthly.sql > monthly.txt"
+    )]
     Repl,
     /// HTTP server for Plaid webhooks.
-    ///
-    /// Examples: finq serve; FINQ_WEBHOOK_URL=https://finq.example.org/plaid/webhook finq serve --addr 127.0.0.1:8080 (behind a TLS reverse proxy)
+    #[command(
+        after_help = "Examples:\n  finq serve\n  FINQ_WEBHOOK_URL=https://finq.example.org/plaid/webhook finq serve --addr 127.0.0.1:8080 (behind a TLS reverse proxy)"
+    )]
     Serve {
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: SocketAddr,
     },
     /// The offline Plaid simulator.
-    ///
-    /// Example: finq sim serve --seed 7 --transactions 5000 --faults rate_limit=0.1,server_error=0.05
+    #[command(
+        after_help = "Examples:\n  finq sim serve --seed 7 --transactions 5000 --faults rate_limit=0.1,server_error=0.05"
+    )]
     Sim {
         #[command(subcommand)]
         command: SimCommand,
@@ -349,25 +348,21 @@ pub enum Command {
     /// PostgreSQL, the data directory's and key file's permissions, migrations, the
     /// mirror's freshness, Ollama and the model, Plaid's credentials, the webhook URL.
     /// Exits non-zero when a check fails.
-    ///
-    /// Examples:
-    ///   finq doctor
-    ///   OLLAMA_HOST=http://gpu-box:11434 finq doctor
+    #[command(
+        after_help = "Examples:\n  finq doctor\n  OLLAMA_HOST=http://gpu-box:11434 finq doctor"
+    )]
     Doctor,
     /// Tab completion of finq's commands and options for your shell, printed to standard
     /// output.
-    ///
-    /// Examples:
-    ///   finq completions bash > ~/.local/share/bash-completion/completions/finq
-    ///   finq completions zsh > ~/.zfunc/_finq     (with fpath+=~/.zfunc in ~/.zshrc)
-    ///   finq completions fish > ~/.config/fish/completions/finq.fish
+    #[command(
+        after_help = "Examples:\n  finq completions bash > ~/.local/share/bash-completion/completions/finq\n  finq completions zsh > ~/.zfunc/_finq     (with fpath+=~/.zfunc in ~/.zshrc)\n  finq completions fish > ~/.config/fish/completions/finq.fish"
+    )]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
     /// finq's private PostgreSQL cluster (used when DATABASE_URL is unset).
-    ///
-    /// Examples: finq db status; finq db stop
+    #[command(after_help = "Examples:\n  finq db status\n  finq db stop")]
     Db {
         #[command(subcommand)]
         command: DbCommand,
@@ -379,8 +374,7 @@ pub enum CategoriesCommand {
     /// Every category (the default).
     List,
     /// A new category.
-    ///
-    /// Example: finq categories add Coffee --parent Dining
+    #[command(after_help = "Examples:\n  finq categories add Coffee --parent Dining")]
     Add {
         name: String,
         /// Its parent category.
@@ -411,11 +405,9 @@ pub enum RulesCommand {
     /// A new rule. Texts are found anywhere in the merchant's name or the description,
     /// case ignored (or are regular expressions with --regex); --min/--max bound the
     /// amount's size, whatever its sign.
-    ///
-    /// Examples:
-    ///   finq rules add Coffee --merchant "blue bottle"
-    ///   finq rules add Rent --description "ACME PROPERTY" --min 1500 --apply
-    ///   finq rules add Subscriptions --merchant "netflix|spotify" --regex --priority 10
+    #[command(
+        after_help = "Examples:\n  finq rules add Coffee --merchant \"blue bottle\"\n  finq rules add Rent --description \"ACME PROPERTY\" --min 1500 --apply\n  finq rules add Subscriptions --merchant \"netflix|spotify\" --regex --priority 10"
+    )]
     Add {
         /// The category it puts transactions in.
         category: String,
@@ -461,11 +453,9 @@ pub enum AccountsCommand {
     /// Every manual account with its latest balance (the default).
     List,
     /// A new manual account.
-    ///
-    /// Examples:
-    ///   finq accounts add Visa --type credit
-    ///   finq accounts add House --type property --balance 450000
-    ///   finq accounts add Mortgage --type loan --balance 310000 --as-of 2026-11-01
+    #[command(
+        after_help = "Examples:\n  finq accounts add Visa --type credit\n  finq accounts add House --type property --balance 450000\n  finq accounts add Mortgage --type loan --balance 310000 --as-of 2026-11-01"
+    )]
     Add {
         name: String,
         /// cash, depository (checking, savings), credit, loan, investment, property, other.
@@ -482,8 +472,7 @@ pub enum AccountsCommand {
         as_of: Option<chrono::NaiveDate>,
     },
     /// State a manual account's balance on a day (today by default).
-    ///
-    /// Example: finq accounts balance House 465000 --as-of 2026-11-01
+    #[command(after_help = "Examples:\n  finq accounts balance House 465000 --as-of 2026-11-01")]
     Balance {
         name: String,
         /// For credit and loan accounts, the amount owed.
@@ -508,8 +497,9 @@ pub enum ChatsCommand {
 pub enum ItemsCommand {
     /// Point every item's webhooks at URL (default: FINQ_WEBHOOK_URL / `webhook_url`), through
     /// Plaid's `/item/webhook/update`.
-    ///
-    /// Example: finq items webhook https://finq.example.org/plaid/webhook
+    #[command(
+        after_help = "Examples:\n  finq items webhook https://finq.example.org/plaid/webhook"
+    )]
     Webhook { url: Option<String> },
     /// Remove an item at Plaid and delete its local data.
     Remove {
@@ -536,8 +526,9 @@ pub enum BenchCommand {
     },
     /// `finq repl` as a whole process on a mirror (default: yours), from start to the
     /// prompt and out, median of several; beside it the same without a mirror.
-    ///
-    /// Example: FINQ_DATA_DIR=/tmp/big finq demo --transactions 1000000 && FINQ_DATA_DIR=/tmp/big finq bench startup
+    #[command(
+        after_help = "Examples:\n  FINQ_DATA_DIR=/tmp/big finq demo --transactions 1000000 && FINQ_DATA_DIR=/tmp/big finq bench startup"
+    )]
     Startup {
         /// The DuckDB mirror file.
         #[arg(long)]

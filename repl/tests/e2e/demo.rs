@@ -307,9 +307,16 @@ fn every_command_explains_itself_with_examples() {
     for command in commands {
         let out = finq(dir.path(), &[&command, "--help"]);
         assert!(out.status.success(), "{command}: {}", text(&out.stderr));
+        // Examples at the end, one a line.
+        let shown = text(&out.stdout);
         assert!(
-            text(&out.stdout).contains("Example"),
-            "`finq {command} --help` shows no example"
+            shown.contains("\nExamples:\n  ")
+                && shown
+                    .trim_end()
+                    .lines()
+                    .last()
+                    .is_some_and(|l| l.starts_with("  ")),
+            "`finq {command} --help` shows no examples, one a line:\n{shown}"
         );
     }
 }
