@@ -207,14 +207,19 @@ fn table(
     out
 }
 
-/// psql's expanded display: a header line per record, then `column | value`.
-fn vertical(result: &QueryResult, rows: &[Vec<Option<String>>]) -> String {
-    let name_width = result
+/// The widest column name, for one-record-at-a-time layouts.
+fn name_width(result: &QueryResult) -> usize {
+    result
         .columns
         .iter()
         .map(|c| c.chars().count())
         .max()
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// psql's expanded display: a header line per record, then `column | value`.
+fn vertical(result: &QueryResult, rows: &[Vec<Option<String>>]) -> String {
+    let name_width = name_width(result);
     let mut out = String::new();
     for (i, row) in rows.iter().enumerate() {
         out.push_str(&format!(
@@ -232,12 +237,7 @@ fn vertical(result: &QueryResult, rows: &[Vec<Option<String>>]) -> String {
 
 /// DuckDB's `.mode line`: names right-aligned, ` = `, the value; rows apart by a blank line.
 fn lines(result: &QueryResult, rows: &[Vec<Option<String>>]) -> String {
-    let name_width = result
-        .columns
-        .iter()
-        .map(|c| c.chars().count())
-        .max()
-        .unwrap_or(0);
+    let name_width = name_width(result);
     let mut out = String::new();
     for (i, row) in rows.iter().enumerate() {
         if i > 0 {

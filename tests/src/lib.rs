@@ -362,6 +362,24 @@ pub async fn derive_and_mirror(
     pool: &sqlx::PgPool,
     mirror: &std::path::Path,
 ) -> finq_core::pipeline::PipelineReport {
+    derive_into(
+        pool,
+        vec![finq_analytics::SinkPlugin::Duckdb(
+            finq_analytics::mirror::DuckMirror::new(mirror),
+        )],
+    )
+    .await
+}
+
+/// The transforms alone, as a run that stopped before its mirror step leaves things.
+pub async fn derive_only(pool: &sqlx::PgPool) -> finq_core::pipeline::PipelineReport {
+    derive_into(pool, Vec::new()).await
+}
+
+async fn derive_into(
+    pool: &sqlx::PgPool,
+    sinks: Vec<finq_analytics::SinkPlugin>,
+) -> finq_core::pipeline::PipelineReport {
     use finq_core::pipeline::{Context, Plan, Stages};
     let plan = Plan {
         sources: Vec::<finq_connectors::SourcePlugin>::new(),
@@ -369,13 +387,27 @@ pub async fn derive_and_mirror(
             finq_transforms::TransformConfig::Union.build(),
             finq_transforms::TransformConfig::Transfers.build(),
         ],
-        sinks: vec![finq_analytics::SinkPlugin::Duckdb(
-            finq_analytics::mirror::DuckMirror::new(mirror),
-        )],
+        sinks,
     };
     let report = finq_core::pipeline::run(&Context::new(pool.clone()), &plan, Stages::Derive).await;
     assert!(report.ok(), "{:#?}", report.steps);
     report
+}
+
+/// A simulated bank of `transactions` linked and synced, derived and mirrored into
+/// `dir/finq.duckdb` (where `finq` looks with `FINQ_DATA_DIR=dir`); the mirror's path.
+pub async fn bank_mirror(
+    pool: &sqlx::PgPool,
+    dir: &std::path::Path,
+    seed: u64,
+    transactions: usize,
+) -> std::path::PathBuf {
+    let bank = SimBank::start(seed, transactions).await;
+    let item = bank.link(pool).await;
+    bank.sync(pool, &item).await;
+    let path = dir.join("finq.duckdb");
+    derive_and_mirror(pool, &path).await;
+    path
 }
 
 /// Every mirrored table's rows, sorted, as text: two mirrors with equal snapshots hold the

@@ -182,31 +182,47 @@ impl Output {
         }
     }
 
-    /// Print a result where results go.
-    fn show(&mut self, result: &QueryResult) -> Result<()> {
-        let text = query::render_with(result, self.format, &self.layout());
+    /// Write `text` where results go: the `\o` file, or the terminal.
+    fn emit(&mut self, text: &str) -> Result<()> {
         match &mut self.file {
-            Some((path, file)) => {
-                file.write_all(text.as_bytes())
-                    .and_then(|()| {
-                        if text.ends_with('\n') {
-                            Ok(())
-                        } else {
-                            file.write_all(b"\n")
-                        }
-                    })
-                    .with_context(|| format!("cannot write to {}", path.display()))?;
-                let n = result.row_count();
-                eprintln!(
-                    "({} row{} written to {})",
-                    query::thousands(n),
-                    if n == 1 { "" } else { "s" },
-                    path.display()
-                );
+            Some((path, file)) => file
+                .write_all(text.as_bytes())
+                .and_then(|()| {
+                    if text.ends_with('\n') {
+                        Ok(())
+                    } else {
+                        file.write_all(b"\n")
+                    }
+                })
+                .with_context(|| format!("cannot write to {}", path.display())),
+            None => {
+                println!("{}", text.trim_end());
+                Ok(())
             }
-            None => println!("{}", text.trim_end()),
+        }
+    }
+
+    /// Print a result where results go (saying how many rows went to a file).
+    fn show(&mut self, result: &QueryResult) -> Result<()> {
+        self.emit(&query::render_with(result, self.format, &self.layout()))?;
+        if let Some((path, _)) = &self.file {
+            let n = result.row_count();
+            eprintln!(
+                "({} row{} written to {})",
+                query::thousands(n),
+                if n == 1 { "" } else { "s" },
+                path.display()
+            );
         }
         Ok(())
+    }
+
+    /// `maxrows: N`.
+    fn max_rows_line(&self) -> String {
+        match self.max_rows {
+            0 => "maxrows: 0 (every row is shown)".into(),
+            n => format!("maxrows: {n}"),
+        }
     }
 }
 
@@ -311,14 +327,24 @@ impl Session {
     async fn question(&mut self, q: &str) -> Result<()> {
         let show = std::io::stderr().is_terminal();
         let answer = self.asker().await?.ask(q, show).await?;
-        let text = ask::render(&answer, self.output.format, false);
-        match &mut self.output.file {
-            Some((path, file)) => file
-                .write_all(text.as_bytes())
-                .with_context(|| format!("cannot write to {}", path.display()))?,
-            None => print!("{text}"),
-        }
+        self.output
+            .emit(&ask::render(&answer, self.output.format, false))?;
         self.last_sql = Some(answer.plan.sql);
+        Ok(())
+    }
+
+    /// Run SQL and show its result, as a table (in the current format) or as a chart.
+    async fn run_and_show(&mut self, sql: String, chart: bool) -> Result<()> {
+        let (result, took) = self.query(sql).await?;
+        if chart {
+            let drawn = crate::chart::chart(&result, terminal_width().unwrap_or(80))?;
+            self.output.emit(&drawn)?;
+        } else {
+            self.output.show(&result)?;
+        }
+        if self.output.timing {
+            eprintln!("time: {:.1} ms", took.as_secs_f64() * 1000.0);
+        }
         Ok(())
     }
 
@@ -326,26 +352,8 @@ impl Session {
         match cmd {
             ReplCommand::Empty | ReplCommand::Quit | ReplCommand::Question(_) => {}
             ReplCommand::Help => println!("{HELP}"),
-            ReplCommand::Sql(sql) => {
-                let (result, took) = self.query(sql).await?;
-                self.output.show(&result)?;
-                if self.output.timing {
-                    eprintln!("time: {:.1} ms", took.as_secs_f64() * 1000.0);
-                }
-            }
-            ReplCommand::Chart(sql) => {
-                let (result, took) = self.query(sql).await?;
-                let drawn = crate::chart::chart(&result, terminal_width().unwrap_or(80))?;
-                match &mut self.output.file {
-                    Some((path, file)) => file
-                        .write_all(drawn.as_bytes())
-                        .with_context(|| format!("cannot write to {}", path.display()))?,
-                    None => print!("{drawn}"),
-                }
-                if self.output.timing {
-                    eprintln!("time: {:.1} ms", took.as_secs_f64() * 1000.0);
-                }
-            }
+            ReplCommand::Sql(sql) => self.run_and_show(sql, false).await?,
+            ReplCommand::Chart(sql) => self.run_and_show(sql, true).await?,
             ReplCommand::Format(None) => println!("format: {}", self.output.format.name()),
             ReplCommand::Format(Some(f)) => {
                 self.output.format = f;
@@ -369,16 +377,11 @@ impl Session {
                     }
                 );
             }
-            ReplCommand::MaxRows(None) => match self.output.max_rows {
-                0 => println!("maxrows: 0 (every row is shown)"),
-                n => println!("maxrows: {n}"),
-            },
-            ReplCommand::MaxRows(Some(n)) => {
-                self.output.max_rows = n;
-                match n {
-                    0 => println!("maxrows: 0 (every row is shown)"),
-                    n => println!("maxrows: {n}"),
+            ReplCommand::MaxRows(n) => {
+                if let Some(n) = n {
+                    self.output.max_rows = n;
                 }
+                println!("{}", self.output.max_rows_line());
             }
             ReplCommand::Output(None) => {
                 if let Some((path, _)) = self.output.file.take() {

@@ -4,16 +4,11 @@ use finq_analytics::nl::{
     Answer, NlEngine, NlError, Stage, UNVERIFIED_MARK, Verification, chats, eval,
 };
 use finq_analytics::query::{QueryEngine, Trust};
-use finq_e2e::{FakeOllama, SimBank, derive_and_mirror};
+use finq_e2e::FakeOllama;
 use sqlx::PgPool;
 
 async fn mirror(pool: &PgPool, dir: &std::path::Path) -> std::path::PathBuf {
-    let bank = SimBank::start(8, 300).await;
-    let item = bank.link(pool).await;
-    bank.sync(pool, &item).await;
-    let path = dir.join("finq.duckdb");
-    derive_and_mirror(pool, &path).await;
-    path
+    finq_e2e::bank_mirror(pool, dir, 8, 300).await
 }
 
 fn plan(sql: &str) -> String {

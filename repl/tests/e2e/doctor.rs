@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use finq_connectors::manual::{self, AccountType, NewTransaction};
-use finq_e2e::{FakeOllama, SimBank, database_url, derive_and_mirror};
+use finq_e2e::{FakeOllama, bank_mirror, database_url, derive_only};
 use sqlx::PgPool;
 
 async fn doctor(data: &Path, envs: &[(&str, &str)]) -> (bool, String) {
@@ -46,30 +46,11 @@ fn fix<'a>(report: &'a str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no advice after {name} in:\n{report}"))
 }
 
-/// The transforms alone, as a run that failed before its mirror step leaves things.
-async fn derive_only(pool: &PgPool) {
-    use finq_core::pipeline::{Context, Plan, Stages};
-    let plan = Plan {
-        sources: Vec::<finq_connectors::SourcePlugin>::new(),
-        transforms: vec![
-            finq_transforms::TransformConfig::Union.build(),
-            finq_transforms::TransformConfig::Transfers.build(),
-        ],
-        sinks: Vec::<finq_analytics::SinkPlugin>::new(),
-    };
-    let report = finq_core::pipeline::run(&Context::new(pool.clone()), &plan, Stages::Derive).await;
-    assert!(report.ok(), "{:#?}", report.steps);
-}
-
 #[sqlx::test(migrator = "finq_core::MIGRATOR")]
 async fn doctor_passes_a_healthy_set_up_and_names_each_fault(pool: PgPool) {
-    let bank = SimBank::start(3, 200).await;
-    let item = bank.link(&pool).await;
-    bank.sync(&pool, &item).await;
     let data = tempfile::tempdir().unwrap();
     std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    let mirror = data.path().join("finq.duckdb");
-    derive_and_mirror(&pool, &mirror).await;
+    bank_mirror(&pool, data.path(), 3, 200).await;
     // As finq writes them (this test wrote the mirror itself).
     for entry in std::fs::read_dir(data.path()).unwrap() {
         let path = entry.unwrap().path();

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use expectrl::{ControlCode, Eof, Expect, Session};
-use finq_e2e::{FakeOllama, SimBank, database_url, derive_and_mirror, mirror_rows};
+use finq_e2e::{FakeOllama, bank_mirror, database_url, mirror_rows};
 use sqlx::PgPool;
 
 type Pty = expectrl::session::OsSession;
@@ -95,12 +95,8 @@ fn unique_prefix(mirror: &Path) -> (String, String) {
 
 #[sqlx::test(migrator = "finq_core::MIGRATOR")]
 async fn the_repl_as_a_person_uses_it(pool: PgPool) {
-    let bank = SimBank::start(5, 300).await;
-    let item = bank.link(&pool).await;
-    bank.sync(&pool, &item).await;
     let data = tempfile::tempdir().unwrap();
-    let mirror = data.path().join("finq.duckdb");
-    derive_and_mirror(&pool, &mirror).await;
+    let mirror = bank_mirror(&pool, data.path(), 5, 300).await;
     let (prefix, category) = unique_prefix(&mirror);
     let dir = data.path().to_path_buf();
     tokio::task::spawn_blocking(move || drive(&dir, &prefix, &category))
@@ -230,11 +226,8 @@ fn drive(data: &Path, prefix: &str, category: &str) {
 
 #[sqlx::test(migrator = "finq_core::MIGRATOR")]
 async fn ctrl_c_cancels_a_question_waiting_for_the_model(pool: PgPool) {
-    let bank = SimBank::start(6, 100).await;
-    let item = bank.link(&pool).await;
-    bank.sync(&pool, &item).await;
     let data = tempfile::tempdir().unwrap();
-    derive_and_mirror(&pool, &data.path().join("finq.duckdb")).await;
+    bank_mirror(&pool, data.path(), 6, 100).await;
     // A model that takes a minute to answer.
     let ollama = FakeOllama::start(&["llama3.2:latest"], "{}").await;
     ollama.set_delay(Duration::from_secs(60));
