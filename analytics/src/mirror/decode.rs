@@ -120,18 +120,45 @@ impl Builder {
         Ok(())
     }
 
-    fn finish(&mut self) -> Result<ArrayRef, String> {
+    /// The array so far; the builder starts again with room for `rows` more rows (and as
+    /// many bytes of text as this batch had), so that a batch is not built by regrowing
+    /// its buffers from nothing.
+    fn finish(&mut self, rows: usize) -> Result<ArrayRef, String> {
         Ok(match self {
-            Builder::Text(b) => Arc::new(b.finish()),
-            Builder::Date(b) => Arc::new(b.finish()),
-            Builder::Money(b) => Arc::new(
-                b.finish()
+            Builder::Text(b) => {
+                let bytes = b.values_slice().len();
+                let array = b.finish();
+                *b = StringBuilder::with_capacity(rows, bytes);
+                Arc::new(array)
+            }
+            Builder::Date(b) => {
+                let array = b.finish();
+                *b = Date32Builder::with_capacity(rows);
+                Arc::new(array)
+            }
+            Builder::Money(b) => {
+                let array = b
+                    .finish()
                     .with_precision_and_scale(14, 2)
-                    .map_err(|e| e.to_string())?,
-            ),
-            Builder::Bool(b) => Arc::new(b.finish()),
-            Builder::Int(b) => Arc::new(b.finish()),
-            Builder::Timestamp(b) => Arc::new(b.finish()),
+                    .map_err(|e| e.to_string())?;
+                *b = Decimal128Builder::with_capacity(rows);
+                Arc::new(array)
+            }
+            Builder::Bool(b) => {
+                let array = b.finish();
+                *b = BooleanBuilder::with_capacity(rows);
+                Arc::new(array)
+            }
+            Builder::Int(b) => {
+                let array = b.finish();
+                *b = Int64Builder::with_capacity(rows);
+                Arc::new(array)
+            }
+            Builder::Timestamp(b) => {
+                let array = b.finish();
+                *b = TimestampMicrosecondBuilder::with_capacity(rows);
+                Arc::new(array)
+            }
         })
     }
 }
@@ -237,39 +264,53 @@ impl CopyDecoder {
         chunk: &[u8],
         emit: &mut dyn FnMut(RecordBatch) -> Result<(), String>,
     ) -> Result<(), String> {
+        if self.buf.is_empty() && self.header_seen {
+            // The usual case (PostgreSQL sends a row per message): decode in place and
+            // keep only what is left of a row cut by the chunk's end.
+            let used = self.decode(chunk, emit)?;
+            self.buf.extend_from_slice(&chunk[used..]);
+            return Ok(());
+        }
         self.buf.extend_from_slice(chunk);
+        let buf = std::mem::take(&mut self.buf);
+        let used = self.decode(&buf, emit);
+        self.buf = buf;
+        self.buf.drain(..used?);
+        Ok(())
+    }
+
+    /// Decode the whole rows at the start of `bytes`: how many bytes they took.
+    fn decode(
+        &mut self,
+        bytes: &[u8],
+        emit: &mut dyn FnMut(RecordBatch) -> Result<(), String>,
+    ) -> Result<usize, String> {
         let mut pos = 0;
         if !self.header_seen {
-            if self.buf.len() < SIGNATURE.len() + 8 {
-                return Ok(());
+            if bytes.len() < SIGNATURE.len() + 8 {
+                return Ok(0);
             }
-            if &self.buf[..SIGNATURE.len()] != SIGNATURE {
+            if &bytes[..SIGNATURE.len()] != SIGNATURE {
                 return Err("not a binary COPY stream".into());
             }
-            let ext = u32::from_be_bytes(fixed(&self.buf[15..19])?) as usize;
-            if self.buf.len() < 19 + ext {
-                return Ok(());
+            let ext = u32::from_be_bytes(fixed(&bytes[15..19])?) as usize;
+            if bytes.len() < 19 + ext {
+                return Ok(0);
             }
             pos = 19 + ext;
             self.header_seen = true;
         }
-        loop {
-            match self.row(pos)? {
-                None => break,
-                Some(next) => {
-                    pos = next;
-                    if self.ended {
-                        break;
-                    }
-                    if self.rows >= self.batch_rows {
-                        let batch = self.batch()?;
-                        emit(batch)?;
-                    }
-                }
+        while let Some(next) = self.row(&bytes[pos..])? {
+            pos += next;
+            if self.ended {
+                break;
+            }
+            if self.rows >= self.batch_rows {
+                let batch = self.batch()?;
+                emit(batch)?;
             }
         }
-        self.buf.drain(..pos);
-        Ok(())
+        Ok(pos)
     }
 
     /// The stream has ended: the last, partial batch.
@@ -287,16 +328,15 @@ impl CopyDecoder {
         Ok(())
     }
 
-    /// Decode the row at `pos` if all of it is there: the position after it.
-    fn row(&mut self, pos: usize) -> Result<Option<usize>, String> {
-        let buf = &self.buf[pos..];
+    /// Decode the row at the start of `buf` if all of it is there: its length.
+    fn row(&mut self, buf: &[u8]) -> Result<Option<usize>, String> {
         if buf.len() < 2 {
             return Ok(None);
         }
         let fields = i16::from_be_bytes([buf[0], buf[1]]);
         if fields == -1 {
             self.ended = true;
-            return Ok(Some(pos + 2));
+            return Ok(Some(2));
         }
         if self.ended {
             return Err("data after the end of the COPY stream".into());
@@ -331,14 +371,15 @@ impl CopyDecoder {
                 .map_err(|e| format!("column {}: {e}", self.schema.field(i).name()))?;
         }
         self.rows += 1;
-        Ok(Some(pos + at))
+        Ok(Some(at))
     }
 
     fn batch(&mut self) -> Result<RecordBatch, String> {
+        let rows = self.batch_rows;
         let arrays = self
             .builders
             .iter_mut()
-            .map(Builder::finish)
+            .map(|b| b.finish(rows))
             .collect::<Result<Vec<_>, _>>()?;
         self.rows = 0;
         RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| e.to_string())

@@ -72,6 +72,19 @@ async fn mirror_matches_postgres(pool: PgPool) {
         "every transaction has a category"
     );
     assert_eq!(row[5].as_deref(), Some("5"), "four at the bank, the wallet");
+    // Ids, one per row, are stored as they are; the other text columns compressed.
+    let storage = engine
+        .run(
+            "SELECT column_name, string_agg(DISTINCT compression, ',') FROM pragma_storage_info('transactions')
+             WHERE column_name IN ('id', 'category') AND segment_type = 'VARCHAR' GROUP BY 1 ORDER BY 1",
+        )
+        .unwrap();
+    assert_eq!(storage.rows()[0][0].as_deref(), Some("category"));
+    assert_ne!(storage.rows()[0][1].as_deref(), Some("Uncompressed"));
+    assert_eq!(
+        storage.rows()[1],
+        ["id", "Uncompressed"].map(|s| Some(s.to_string())).to_vec()
+    );
 
     let accounts = engine
         .run("SELECT count(*), sum(current_balance) FROM accounts")
