@@ -550,7 +550,8 @@ pub enum BenchCommand {
         repeat: usize,
     },
     /// `finq serve` under load: verified webhooks per second and the time to each answer
-    /// with concurrent senders on loopback; then freshness, from the simulator firing
+    /// with concurrent senders on loopback, and the time to each answer at a steady rate;
+    /// then freshness, from the simulator firing
     /// SYNC_UPDATES_AVAILABLE for N changes on an item of T transactions to the job that
     /// brings them into DuckDB being done.
     Webhooks {
@@ -565,6 +566,10 @@ pub enum BenchCommand {
         /// Senders at once.
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+        /// Webhooks per second offered in the steady-rate test (spread over the senders'
+        /// connections).
+        #[arg(long, default_value_t = 5000)]
+        rate: u32,
         /// Freshness measurements (the median and the worst are reported).
         #[arg(long, default_value_t = 5)]
         repeat: usize,
@@ -748,10 +753,19 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     changes,
                     requests,
                     concurrency,
+                    rate,
                     repeat,
                 },
         } => {
-            crate::bench::webhooks::run(transactions, changes, requests, concurrency, repeat).await
+            crate::bench::webhooks::run(crate::bench::webhooks::Options {
+                transactions,
+                changes,
+                requests,
+                concurrency,
+                rate,
+                repeat,
+            })
+            .await
         }
         Command::Sync { json } => {
             let app = App::open().await?;

@@ -10,6 +10,10 @@
 //!   webhooks per second and the time to each answer. Twice: webhooks that need no sync,
 //!   then a mix in which two in three call for one (they coalesce into the item's waiting
 //!   job, and the worker syncs throughout).
+//! - Steady rate: the same mix offered at `rate` webhooks per second, each sent at its
+//!   scheduled time whatever the answers before it did (open loop, as webhooks arrive from
+//!   Plaid); the time to each answer counts from when it was due whenever the server kept
+//!   its connection busy past that, so a slow answer delays the count of those behind it.
 //! - Freshness: 1.3 s after the item's last sync started (finq spaces an item's syncs by
 //!   1.2 s, as Plaid allows), the simulator changes `changes` transactions and fires
 //!   `SYNC_UPDATES_AVAILABLE` as Plaid does; the time until the sync job it makes is done,
@@ -33,30 +37,28 @@ use super::{Bench, bench_app, bench_database, drop_database, median, round};
 use crate::app::App;
 use crate::server::{OwnerSecret, ServeOptions, router};
 
-pub async fn run(
-    transactions: usize,
-    changes: usize,
-    requests: usize,
-    concurrency: usize,
-    repeat: usize,
-) -> Result<ExitCode> {
-    if transactions < 1000 {
+/// What `finq bench webhooks` was asked for.
+pub struct Options {
+    pub transactions: usize,
+    pub changes: usize,
+    pub requests: usize,
+    pub concurrency: usize,
+    pub rate: u32,
+    pub repeat: usize,
+}
+
+pub async fn run(options: Options) -> Result<ExitCode> {
+    if options.transactions < 1000 {
         bail!("--transactions must be at least 1000");
     }
-    if concurrency == 0 || requests < concurrency {
+    if options.concurrency == 0 || options.requests < options.concurrency {
         bail!("--requests must be at least --concurrency, which must be at least 1");
     }
+    if options.rate == 0 {
+        bail!("--rate must be at least 1 webhook per second");
+    }
     let (base, name) = bench_database().await?;
-    let result = measure(
-        &base,
-        &name,
-        transactions,
-        changes,
-        requests,
-        concurrency,
-        repeat.max(1),
-    )
-    .await;
+    let result = measure(&base, &name, &options).await;
     drop_database(&base, &name).await;
     let figures = result?;
     println!("{}", serde_json::to_string(&figures)?);
@@ -68,15 +70,16 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn measure(
-    base: &PgConnectOptions,
-    name: &str,
-    transactions: usize,
-    changes: usize,
-    requests: usize,
-    concurrency: usize,
-    repeat: usize,
-) -> Result<Value> {
+async fn measure(base: &PgConnectOptions, name: &str, options: &Options) -> Result<Value> {
+    let &Options {
+        transactions,
+        changes,
+        requests,
+        concurrency,
+        rate,
+        repeat,
+    } = options;
+    let repeat = repeat.max(1);
     let Bench {
         app,
         mut sim,
@@ -153,22 +156,28 @@ async fn measure(
         .await?;
     // Webhooks that need no sync (stored and acknowledged), then a mix in which two in
     // three call for a sync: they coalesce, and the worker syncs the whole time.
-    let quiet = load(&hook, &signed[..1], requests, concurrency).await?;
+    let quiet = load(&hook, &signed[..1], requests, concurrency, None).await?;
     eprintln!("{} (no syncs)", quiet.describe(requests, concurrency));
     wait_idle(&pool).await?;
-    let mixed = load(&hook, &signed, requests, concurrency).await?;
+    let mixed = load(&hook, &signed, requests, concurrency, None).await?;
     eprintln!(
         "{} (two in three call for a sync)",
         mixed.describe(requests, concurrency)
     );
+    wait_idle(&pool).await?;
+    let steady = load(&hook, &signed, requests, concurrency, Some(rate)).await?;
+    eprintln!(
+        "{} (two in three call for a sync), offered at {rate}/s",
+        steady.describe(requests, concurrency)
+    );
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events")
         .fetch_one(&pool)
         .await?;
-    if ((stored - before) as usize) < 2 * requests {
+    if ((stored - before) as usize) < 3 * requests {
         bail!(
             "only {} of {} webhooks were stored",
             stored - before,
-            2 * requests
+            3 * requests
         );
     }
 
@@ -232,6 +241,10 @@ async fn measure(
         "mixed_webhooks_per_s": round(mixed.per_s, 0),
         "mixed_answer_p50_ms": round(mixed.p50, 2),
         "mixed_answer_p99_ms": round(mixed.p99, 2),
+        "rate_offered_per_s": rate,
+        "rate_webhooks_per_s": round(steady.per_s, 0),
+        "rate_answer_p50_ms": round(steady.p50, 2),
+        "rate_answer_p99_ms": round(steady.p99, 2),
         "changes": changes,
         "freshness_median_ms": round(median(fresh), 0),
         "freshness_worst_ms": round(worst, 0),
@@ -254,38 +267,54 @@ impl Load {
 }
 
 /// `requests` webhooks (taken in turn from `signed`) from `concurrency` senders, each on its
-/// own keep-alive connection.
+/// own keep-alive connection: as fast as the answers come (`rate` `None`), or the `i`th
+/// due at `i / rate` seconds, sent by sender `i % concurrency`.
 async fn load(
     hook: &str,
     signed: &[(String, String)],
     requests: usize,
     concurrency: usize,
+    rate: Option<u32>,
 ) -> Result<Load> {
     let signed = Arc::new(signed.to_vec());
     let t = Instant::now();
     let mut senders = tokio::task::JoinSet::new();
     for sender in 0..concurrency {
         let (hook, signed) = (hook.to_string(), signed.clone());
-        let count = requests / concurrency + usize::from(sender < requests % concurrency);
         senders.spawn(async move {
             // One bare HTTP/1 client per sender: one keep-alive connection each.
             let client =
                 hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                     .build_http::<http_body_util::Full<axum::body::Bytes>>();
-            let mut times = Vec::with_capacity(count);
-            for i in 0..count {
-                let (body, jwt) = &signed[(sender + i) % signed.len()];
+            let mut times = Vec::with_capacity(requests / concurrency + 1);
+            for i in (sender..requests).step_by(concurrency) {
+                let (body, jwt) = &signed[i % signed.len()];
                 let request = axum::http::Request::post(&hook)
                     .header("Plaid-Verification", jwt.as_str())
                     .header("content-type", "application/json")
                     .body(http_body_util::Full::new(axum::body::Bytes::from(
                         body.clone(),
                     )))?;
-                let t = Instant::now();
+                // When the answer's clock starts: at the send, unless an answer before
+                // kept this connection busy past the time this one was due, in which case
+                // at that time (the server's delay counts; the timer's own does not).
+                let start = match rate {
+                    None => Instant::now(),
+                    Some(rate) => {
+                        let due = t + Duration::from_secs_f64(i as f64 / f64::from(rate));
+                        let now = Instant::now();
+                        if now >= due {
+                            due
+                        } else {
+                            tokio::time::sleep_until(due.into()).await;
+                            Instant::now()
+                        }
+                    }
+                };
                 let response = client.request(request).await?;
                 let status = response.status();
                 http_body_util::BodyExt::collect(response.into_body()).await?;
-                times.push(t.elapsed().as_secs_f64() * 1e3);
+                times.push(start.elapsed().as_secs_f64() * 1e3);
                 if !status.is_success() {
                     bail!("the server answered {status}");
                 }
