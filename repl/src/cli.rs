@@ -554,26 +554,7 @@ pub enum BenchCommand {
     /// then freshness, from the simulator firing
     /// SYNC_UPDATES_AVAILABLE for N changes on an item of T transactions to the job that
     /// brings them into DuckDB being done.
-    Webhooks {
-        #[arg(long, default_value_t = 1_000_000)]
-        transactions: usize,
-        /// Changes at the bank for each freshness measurement.
-        #[arg(long, default_value_t = 500)]
-        changes: usize,
-        /// Webhooks sent in the load test.
-        #[arg(long, default_value_t = 20_000)]
-        requests: usize,
-        /// Senders at once.
-        #[arg(long, default_value_t = 16)]
-        concurrency: usize,
-        /// Webhooks per second offered in the steady-rate test (spread over the senders'
-        /// connections).
-        #[arg(long, default_value_t = 5000)]
-        rate: u32,
-        /// Freshness measurements (the median and the worst are reported).
-        #[arg(long, default_value_t = 5)]
-        repeat: usize,
-    },
+    Webhooks(crate::bench::webhooks::Options),
     /// Initial sync of N transactions from the simulator over loopback HTTP into PostgreSQL,
     /// against one-INSERT-per-row and plain COPY on a sample, plus an incremental update.
     Sync {
@@ -747,26 +728,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 },
         } => crate::bench::sync(transactions, sample, incremental).await,
         Command::Bench {
-            command:
-                BenchCommand::Webhooks {
-                    transactions,
-                    changes,
-                    requests,
-                    concurrency,
-                    rate,
-                    repeat,
-                },
-        } => {
-            crate::bench::webhooks::run(crate::bench::webhooks::Options {
-                transactions,
-                changes,
-                requests,
-                concurrency,
-                rate,
-                repeat,
-            })
-            .await
-        }
+            command: BenchCommand::Webhooks(options),
+        } => crate::bench::webhooks::run(options).await,
         Command::Sync { json } => {
             let app = App::open().await?;
             let report = crate::pipeline::run(&app, Stages::Sources, None, !json).await?;

@@ -124,40 +124,23 @@ impl Builder {
     /// many bytes of text as this batch had), so that a batch is not built by regrowing
     /// its buffers from nothing.
     fn finish(&mut self, rows: usize) -> Result<ArrayRef, String> {
+        use std::mem::replace;
         Ok(match self {
             Builder::Text(b) => {
                 let bytes = b.values_slice().len();
-                let array = b.finish();
-                *b = StringBuilder::with_capacity(rows, bytes);
-                Arc::new(array)
+                Arc::new(replace(b, StringBuilder::with_capacity(rows, bytes)).finish())
             }
-            Builder::Date(b) => {
-                let array = b.finish();
-                *b = Date32Builder::with_capacity(rows);
-                Arc::new(array)
-            }
-            Builder::Money(b) => {
-                let array = b
+            Builder::Date(b) => Arc::new(replace(b, Date32Builder::with_capacity(rows)).finish()),
+            Builder::Money(b) => Arc::new(
+                replace(b, Decimal128Builder::with_capacity(rows))
                     .finish()
                     .with_precision_and_scale(14, 2)
-                    .map_err(|e| e.to_string())?;
-                *b = Decimal128Builder::with_capacity(rows);
-                Arc::new(array)
-            }
-            Builder::Bool(b) => {
-                let array = b.finish();
-                *b = BooleanBuilder::with_capacity(rows);
-                Arc::new(array)
-            }
-            Builder::Int(b) => {
-                let array = b.finish();
-                *b = Int64Builder::with_capacity(rows);
-                Arc::new(array)
-            }
+                    .map_err(|e| e.to_string())?,
+            ),
+            Builder::Bool(b) => Arc::new(replace(b, BooleanBuilder::with_capacity(rows)).finish()),
+            Builder::Int(b) => Arc::new(replace(b, Int64Builder::with_capacity(rows)).finish()),
             Builder::Timestamp(b) => {
-                let array = b.finish();
-                *b = TimestampMicrosecondBuilder::with_capacity(rows);
-                Arc::new(array)
+                Arc::new(replace(b, TimestampMicrosecondBuilder::with_capacity(rows)).finish())
             }
         })
     }

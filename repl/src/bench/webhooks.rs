@@ -37,13 +37,26 @@ use super::{Bench, bench_app, bench_database, drop_database, median, round};
 use crate::app::App;
 use crate::server::{OwnerSecret, ServeOptions, router};
 
-/// What `finq bench webhooks` was asked for.
+/// What `finq bench webhooks` is asked for (its command-line arguments).
+#[derive(clap::Args, Debug)]
 pub struct Options {
+    #[arg(long, default_value_t = 1_000_000)]
     pub transactions: usize,
+    /// Changes at the bank for each freshness measurement.
+    #[arg(long, default_value_t = 500)]
     pub changes: usize,
+    /// Webhooks sent in the load test.
+    #[arg(long, default_value_t = 20_000)]
     pub requests: usize,
+    /// Senders at once.
+    #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// Webhooks per second offered in the steady-rate test (spread over the senders'
+    /// connections).
+    #[arg(long, default_value_t = 5000)]
     pub rate: u32,
+    /// Freshness measurements (the median and the worst are reported).
+    #[arg(long, default_value_t = 5)]
     pub repeat: usize,
 }
 
