@@ -8,8 +8,9 @@
 //! - A failed job waits 10 s, 20 s, 40 s … (at most an hour) and is given up after
 //!   [`MAX_ATTEMPTS`].
 //!
-//! Webhooks come in through [`intake`]: the verified webhook is stored (`webhook_events`)
-//! and its job queued in one statement, so one round trip and one commit.
+//! Webhooks come in through [`intake`]: verified webhooks are stored (`webhook_events`)
+//! and their jobs queued in one statement, so one round trip and one commit for as many
+//! as arrived together.
 
 use std::time::Duration;
 
@@ -88,46 +89,88 @@ pub struct Webhook<'a> {
     pub job: Option<&'a str>,
     /// It reported the item's health (recorded on the item by the caller).
     pub health: bool,
-    /// The job is not due before this has passed since the last of its kind and item
-    /// started (see [`enqueue_spaced`]).
-    pub spacing: Duration,
 }
 
-/// Store a verified webhook and queue the job it calls for, atomically; what was done:
-/// `queued`, `coalesced` (into a waiting job), `recorded` (health only), `unknown_item` or
-/// `ignored`.
-pub async fn intake(pool: &PgPool, w: Webhook<'_>) -> Result<String, sqlx::Error> {
-    sqlx::query_scalar(
-        "WITH job AS (
+/// Store verified webhooks and queue the jobs they call for, atomically, in one statement
+/// and one commit however many there are (a server under load hands over what arrived
+/// while the last batch was being stored). What was done with each, in order: `queued`,
+/// `coalesced` (into a waiting job, or into the job an earlier webhook of the same batch
+/// queued), `recorded` (health only), `unknown_item` or `ignored`. A new job is not due
+/// before `spacing` has passed since the last of its kind and item started (see
+/// [`enqueue_spaced`]).
+pub async fn intake<'a>(
+    pool: &PgPool,
+    webhooks: &[Webhook<'a>],
+    spacing: Duration,
+) -> Result<Vec<String>, sqlx::Error> {
+    if webhooks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let column = |f: for<'w> fn(&'w Webhook<'a>) -> &'a str| -> Vec<&'a str> {
+        webhooks.iter().map(f).collect()
+    };
+    let bodies: Vec<std::borrow::Cow<'_, str>> = webhooks
+        .iter()
+        .map(|w| String::from_utf8_lossy(w.body))
+        .collect();
+    let known: Vec<bool> = webhooks.iter().map(|w| w.known).collect();
+    let jobs: Vec<Option<&str>> = webhooks.iter().map(|w| w.job).collect();
+    let health: Vec<bool> = webhooks.iter().map(|w| w.health).collect();
+    let outcomes: Vec<(i64, String)> = sqlx::query_as(
+        "WITH w AS MATERIALIZED (
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[],
+                                  $6::text[], $7::bool[]) WITH ORDINALITY
+                 AS w(body, webhook_type, webhook_code, item_id, known, job, health, n)
+         ), wanted AS MATERIALIZED (
+             -- One job per kind and item, asked for by the batch's first webhook for it.
+             SELECT DISTINCT ON (job, item_id) job, item_id, n FROM w
+             WHERE known AND job IS NOT NULL
+             ORDER BY job, item_id, n
+         ), queued AS (
              INSERT INTO jobs (kind, item_id, run_after)
-             SELECT $6, $4, greatest(now(), (SELECT max(started_at) FROM jobs WHERE kind = $6 AND item_id = $4)
-                                            + make_interval(secs => $8))
-             WHERE $5 AND $6 IS NOT NULL
-               -- Coalescing is the common case under load: checked first, so it costs no
-               -- speculative insertion (ON CONFLICT still settles a race).
-               AND NOT EXISTS (SELECT 1 FROM jobs WHERE kind = $6 AND item_id = $4 AND state = 'queued')
+             SELECT x.job, x.item_id,
+                    greatest(now(), (SELECT max(started_at) FROM jobs j
+                                     WHERE j.kind = x.job AND j.item_id = x.item_id)
+                                    + make_interval(secs => $8))
+             FROM wanted x
+             -- Coalescing is the common case under load: checked first, so it costs no
+             -- speculative insertion (ON CONFLICT still settles a race).
+             WHERE NOT EXISTS (SELECT 1 FROM jobs j
+                               WHERE j.kind = x.job AND j.item_id = x.item_id AND j.state = 'queued')
+             -- Concurrent batches take the jobs' unique index entries in one order: no
+             -- deadlock between two batches naming the same items.
+             ORDER BY x.job, x.item_id
              ON CONFLICT (kind, item_id) WHERE state = 'queued' DO NOTHING
-             RETURNING id
+             RETURNING kind, item_id
+         ), decided AS MATERIALIZED (
+             SELECT w.*,
+                    CASE WHEN NOT w.known AND w.item_id <> '' THEN 'unknown_item'
+                         WHEN w.known AND w.job IS NOT NULL THEN
+                             CASE WHEN w.n IN (SELECT x.n FROM wanted x JOIN queued q
+                                               ON q.kind = x.job AND q.item_id = x.item_id)
+                                  THEN 'queued' ELSE 'coalesced' END
+                         WHEN w.known AND w.health THEN 'recorded'
+                         ELSE 'ignored' END AS outcome
+             FROM w
+         ), stored AS (
+             INSERT INTO webhook_events (body, webhook_type, webhook_code, item_id, outcome)
+             SELECT body, nullif(webhook_type, ''), nullif(webhook_code, ''),
+                    nullif(item_id, ''), outcome
+             FROM decided ORDER BY n
          )
-         INSERT INTO webhook_events (body, webhook_type, webhook_code, item_id, outcome)
-         VALUES ($1, nullif($2, ''), nullif($3, ''), nullif($4, ''),
-                 CASE WHEN NOT $5 AND $4 <> '' THEN 'unknown_item'
-                      WHEN $5 AND $6 IS NOT NULL
-                          THEN CASE WHEN EXISTS (SELECT 1 FROM job) THEN 'queued' ELSE 'coalesced' END
-                      WHEN $5 AND $7 THEN 'recorded'
-                      ELSE 'ignored' END)
-         RETURNING outcome",
+         SELECT n, outcome FROM decided ORDER BY n",
     )
-    .bind(String::from_utf8_lossy(w.body).as_ref())
-    .bind(w.webhook_type)
-    .bind(w.webhook_code)
-    .bind(w.item_id)
-    .bind(w.known)
-    .bind(w.job)
-    .bind(w.health)
-    .bind(w.spacing.as_secs_f64())
-    .fetch_one(pool)
-    .await
+    .bind(&bodies)
+    .bind(column(|w| w.webhook_type))
+    .bind(column(|w| w.webhook_code))
+    .bind(column(|w| w.item_id))
+    .bind(&known)
+    .bind(&jobs)
+    .bind(&health)
+    .bind(spacing.as_secs_f64())
+    .fetch_all(pool)
+    .await?;
+    Ok(outcomes.into_iter().map(|(_, outcome)| outcome).collect())
 }
 
 /// Whether a job of `kind` for the item is queued or running.
@@ -247,6 +290,79 @@ mod tests {
         assert_eq!(claim(&pool).await.unwrap(), None);
         complete(&pool, a.id).await.unwrap();
         assert_eq!(state(&pool, a.id).await.0, "done");
+    }
+
+    fn webhook<'a>(body: &'a str, item_id: &'a str, known: bool, job: bool) -> Webhook<'a> {
+        Webhook {
+            body: body.as_bytes(),
+            webhook_type: "TRANSACTIONS",
+            webhook_code: "SYNC_UPDATES_AVAILABLE",
+            item_id,
+            known,
+            job: job.then_some("sync"),
+            health: false,
+        }
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn a_batch_of_webhooks_is_stored_in_order_with_one_job_per_item(pool: PgPool) {
+        let batch = [
+            webhook("{\"n\":1}", "item-a", true, true),
+            webhook("{\"n\":2}", "item-b", true, true),
+            webhook("{\"n\":3}", "item-a", true, true),
+            webhook("{\"n\":4}", "item-x", false, true),
+            Webhook {
+                health: true,
+                job: None,
+                webhook_type: "ITEM",
+                webhook_code: "ERROR",
+                ..webhook("{\"n\":5}", "item-b", true, false)
+            },
+            webhook("{\"n\":6}", "", false, false),
+            webhook("{\"n\":7}", "item-a", true, false),
+        ];
+        let outcomes = intake(&pool, &batch, Duration::ZERO).await.unwrap();
+        assert_eq!(
+            outcomes,
+            [
+                "queued",
+                "queued",
+                "coalesced",
+                "unknown_item",
+                "recorded",
+                "ignored",
+                "ignored"
+            ]
+        );
+        let stored: Vec<(String, Option<String>, Option<String>, String)> = sqlx::query_as(
+            "SELECT body, webhook_code, item_id, outcome FROM webhook_events ORDER BY id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let expected: Vec<(String, Option<String>, Option<String>, String)> = batch
+            .iter()
+            .zip(&outcomes)
+            .map(|(w, o)| {
+                (
+                    String::from_utf8(w.body.to_vec()).unwrap(),
+                    Some(w.webhook_code.to_string()),
+                    (!w.item_id.is_empty()).then(|| w.item_id.to_string()),
+                    o.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(stored, expected);
+        let queued: Vec<String> =
+            sqlx::query_scalar("SELECT item_id FROM jobs WHERE state = 'queued' ORDER BY item_id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(queued, ["item-a", "item-b"]);
+        // The next batch finds the jobs waiting.
+        let again = intake(&pool, &batch[..2], Duration::ZERO).await.unwrap();
+        assert_eq!(again, ["coalesced", "coalesced"]);
+        assert_eq!(intake(&pool, &[], Duration::ZERO).await.unwrap().len(), 0);
     }
 
     #[sqlx::test(migrator = "crate::MIGRATOR")]

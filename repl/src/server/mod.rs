@@ -4,9 +4,10 @@
 //! a refused one gets a 4xx, is logged with the reason, and changes nothing. A verified one
 //! is stored (`webhook_events`) and, when it calls for a sync, turned into a job of the
 //! PostgreSQL queue (`finq_core::jobs`) in the same transaction; the answer follows the
-//! commit. Item health (`ERROR`, `PENDING_EXPIRATION`, …) is recorded on the item at once.
-//! One worker runs the queued syncs through the pipeline; a job still running when the
-//! server is killed is taken again once its lease passes.
+//! commit; webhooks that arrive together share one statement and one commit ([`Intake`]).
+//! Item health (`ERROR`, `PENDING_EXPIRATION`, …) is recorded on the item at once. One
+//! worker runs the queued syncs through the pipeline; a job still running when the server
+//! is killed is taken again once its lease passes.
 //!
 //! [`link`]: the Link page for the owner (a per-server secret in its URL), to link a bank
 //! in a browser or repair a login.
@@ -58,6 +59,7 @@ struct ServerState {
     /// Plaid clients for the Link page (and the in-process simulator, when it links).
     links: tokio::sync::Mutex<Connections>,
     known_items: KnownItems,
+    intake: Intake,
 }
 
 /// Which items finq has, as webhooks ask: an item seen in the last few seconds is taken as
@@ -119,6 +121,7 @@ impl Worker {
 pub fn router(app: App, options: ServeOptions) -> (Router, Worker) {
     let verifier = WebhookVerifier::new(ItemEnvironments::new(app.pool.clone(), &app.settings));
     let links = tokio::sync::Mutex::new(Connections::new(&app.settings));
+    let app_pool = app.pool.clone();
     let state = Arc::new(ServerState {
         app,
         verifier,
@@ -127,6 +130,7 @@ pub fn router(app: App, options: ServeOptions) -> (Router, Worker) {
         loopback_only: options.loopback_only,
         links,
         known_items: KnownItems::default(),
+        intake: Intake::spawn(app_pool),
     });
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let handle = spawn_worker(state.clone(), stopped);
@@ -492,23 +496,21 @@ async fn webhook(
             return unavailable(&e);
         }
     }
-    let stored = jobs::intake(
-        &state.app.pool,
-        jobs::Webhook {
-            body: &body,
-            webhook_type: &kind,
-            webhook_code: &code,
-            item_id: &item_id,
-            known,
+    let stored = state
+        .intake
+        .store(Received {
+            body,
             job: matches!(action, Action::Sync | Action::Repaired).then_some(SYNC_JOB),
             health: matches!(action, Action::ItemError(_)),
-            spacing: SYNC_SPACING,
-        },
-    )
-    .await;
-    match stored.as_deref() {
-        Ok(outcome) => {
-            if matches!(outcome, "queued" | "coalesced") {
+            kind,
+            code,
+            item_id,
+            known,
+        })
+        .await;
+    match stored {
+        Ok((outcome, item_id)) => {
+            if matches!(outcome.as_str(), "queued" | "coalesced") {
                 state.wake.notify_one();
             }
             if outcome == "unknown_item" {
@@ -517,6 +519,104 @@ async fn webhook(
             (StatusCode::OK, axum::Json(json!({ "status": outcome })))
         }
         Err(e) => unavailable(&e),
+    }
+}
+
+/// A verified webhook on its way to [`jobs::intake`].
+struct Received {
+    body: axum::body::Bytes,
+    kind: String,
+    code: String,
+    item_id: String,
+    known: bool,
+    job: Option<&'static str>,
+    health: bool,
+}
+
+type Answer = tokio::sync::oneshot::Sender<Result<String, String>>;
+
+/// Verified webhooks are stored in batches (group commit): each batch is what arrived
+/// while the batches before it were being stored, so a burst costs PostgreSQL a few
+/// statements and commits instead of one per webhook, and a lone webhook waits for nothing.
+struct Intake {
+    queue: tokio::sync::mpsc::UnboundedSender<(Received, Answer)>,
+}
+
+impl Intake {
+    /// Batches being stored at once (each holds a connection).
+    const IN_FLIGHT: usize = 3;
+    const MAX_BATCH: usize = 256;
+
+    /// Runs on the current tokio runtime until the `Intake` is dropped.
+    fn spawn(pool: sqlx::PgPool) -> Intake {
+        let (queue, mut arrived) = tokio::sync::mpsc::unbounded_channel::<(Received, Answer)>();
+        tokio::spawn(async move {
+            let slots = Arc::new(tokio::sync::Semaphore::new(Self::IN_FLIGHT));
+            loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                let Some(first) = arrived.recv().await else {
+                    break;
+                };
+                let mut batch = vec![first];
+                while batch.len() < Self::MAX_BATCH {
+                    match arrived.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    Self::store_batch(&pool, batch).await;
+                    drop(slot);
+                });
+            }
+        });
+        Intake { queue }
+    }
+
+    async fn store_batch(pool: &sqlx::PgPool, batch: Vec<(Received, Answer)>) {
+        let webhooks: Vec<jobs::Webhook<'_>> = batch
+            .iter()
+            .map(|(r, _)| jobs::Webhook {
+                body: &r.body,
+                webhook_type: &r.kind,
+                webhook_code: &r.code,
+                item_id: &r.item_id,
+                known: r.known,
+                job: r.job,
+                health: r.health,
+            })
+            .collect();
+        let stored = jobs::intake(pool, &webhooks, SYNC_SPACING).await;
+        drop(webhooks);
+        match stored {
+            Ok(outcomes) => {
+                for ((_, answer), outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = answer.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for (_, answer) in batch {
+                    let _ = answer.send(Err(message.clone()));
+                }
+            }
+        }
+    }
+
+    /// Store one webhook (with whatever else is arriving): its outcome and item id.
+    async fn store(&self, webhook: Received) -> Result<(String, String), String> {
+        let item_id = webhook.item_id.clone();
+        let (answer, outcome) = tokio::sync::oneshot::channel();
+        self.queue
+            .send((webhook, answer))
+            .map_err(|_| "the server is shutting down".to_string())?;
+        let outcome = outcome
+            .await
+            .map_err(|_| "the webhook's batch was dropped".to_string())??;
+        Ok((outcome, item_id))
     }
 }
 
@@ -789,6 +889,71 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(poll(&app_handle, hours(6)).await.unwrap(), 0);
+    }
+
+    /// Webhooks arriving together are stored in shared batches: every one is kept, each
+    /// answer tells its own outcome, and every `queued` answer is exactly one job.
+    #[sqlx::test(migrator = "finq_core::MIGRATOR")]
+    async fn a_burst_of_webhooks_is_stored_whole_with_one_job_per_queued_answer(
+        pool: sqlx::PgPool,
+    ) {
+        let s = setup(&pool, 3, 20).await;
+        let (router, worker) = router(
+            s.app.clone(),
+            ServeOptions {
+                secret: OwnerSecret::random(),
+                loopback_only: true,
+            },
+        );
+        let stranger = json!({ "webhook_type": "TRANSACTIONS", "webhook_code": "DEFAULT_UPDATE", "item_id": "nobody" });
+        let signed: Vec<(String, String)> = (0..60)
+            .map(|i| {
+                let payload = if i % 10 == 9 {
+                    stranger.clone()
+                } else {
+                    finq_connectors::sim::webhook_payload("SYNC_UPDATES_AVAILABLE", &s.item, i)
+                };
+                s.sim.sign_webhook(&payload)
+            })
+            .collect();
+        let mut sending = tokio::task::JoinSet::new();
+        for (body, token) in &signed {
+            let request = axum::http::Request::post("/plaid/webhook")
+                .header("Plaid-Verification", token)
+                .body(axum::body::Body::from(body.clone()))
+                .unwrap();
+            let router = router.clone();
+            sending.spawn(async move {
+                let response = router.oneshot(request).await.unwrap();
+                assert_eq!(response.status(), 200);
+                let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+                    .await
+                    .unwrap();
+                let answer: Value = serde_json::from_slice(&bytes).unwrap();
+                answer["status"].as_str().unwrap().to_string()
+            });
+        }
+        let answers = sending.join_all().await;
+        let count = |outcome: &str| answers.iter().filter(|a| *a == outcome).count() as i64;
+        assert_eq!(count("unknown_item"), 6);
+        assert_eq!(count("queued") + count("coalesced"), 54);
+        assert!(count("queued") >= 1);
+        let (events, jobs): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM webhook_events), (SELECT count(*) FROM jobs)",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!((events, jobs), (60, count("queued")));
+        let mut stored: Vec<String> = sqlx::query_scalar("SELECT body FROM webhook_events")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let mut sent: Vec<String> = signed.into_iter().map(|(body, _)| body).collect();
+        stored.sort();
+        sent.sort();
+        assert_eq!(stored, sent);
+        worker.shutdown().await;
     }
 
     #[test]
