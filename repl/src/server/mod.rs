@@ -533,6 +533,20 @@ struct Received {
     health: bool,
 }
 
+impl Received {
+    fn webhook(&self) -> jobs::Webhook<'_> {
+        jobs::Webhook {
+            body: &self.body,
+            webhook_type: &self.kind,
+            webhook_code: &self.code,
+            item_id: &self.item_id,
+            known: self.known,
+            job: self.job,
+            health: self.health,
+        }
+    }
+}
+
 type Answer = tokio::sync::oneshot::Sender<Result<String, String>>;
 
 /// Verified webhooks are stored in batches (group commit): each batch is what arrived
@@ -576,19 +590,10 @@ impl Intake {
         Intake { queue }
     }
 
+    /// Store a batch and answer each of its webhooks. A batch that fails is stored again
+    /// one webhook at a time, so a webhook PostgreSQL refuses fails alone.
     async fn store_batch(pool: &sqlx::PgPool, batch: Vec<(Received, Answer)>) {
-        let webhooks: Vec<jobs::Webhook<'_>> = batch
-            .iter()
-            .map(|(r, _)| jobs::Webhook {
-                body: &r.body,
-                webhook_type: &r.kind,
-                webhook_code: &r.code,
-                item_id: &r.item_id,
-                known: r.known,
-                job: r.job,
-                health: r.health,
-            })
-            .collect();
+        let webhooks: Vec<jobs::Webhook<'_>> = batch.iter().map(|(r, _)| r.webhook()).collect();
         let stored = jobs::intake(pool, &webhooks, SYNC_SPACING).await;
         drop(webhooks);
         match stored {
@@ -597,10 +602,19 @@ impl Intake {
                     let _ = answer.send(Ok(outcome));
                 }
             }
+            Err(e) if batch.len() > 1 => {
+                tracing::warn!(error = %e, webhooks = batch.len(), "a batch of webhooks failed; storing them one by one");
+                for (r, answer) in batch {
+                    let stored = jobs::intake(pool, &[r.webhook()], SYNC_SPACING).await;
+                    let _ = answer.send(match stored {
+                        Ok(mut outcome) => outcome.pop().ok_or_else(|| "no outcome".to_string()),
+                        Err(e) => Err(e.to_string()),
+                    });
+                }
+            }
             Err(e) => {
-                let message = e.to_string();
                 for (_, answer) in batch {
-                    let _ = answer.send(Err(message.clone()));
+                    let _ = answer.send(Err(e.to_string()));
                 }
             }
         }
@@ -954,6 +968,42 @@ mod tests {
         sent.sort();
         assert_eq!(stored, sent);
         worker.shutdown().await;
+    }
+
+    /// A webhook PostgreSQL refuses (a NUL in its item id, which `text` cannot hold)
+    /// fails alone: the rest of its batch is stored.
+    #[sqlx::test(migrator = "finq_core::MIGRATOR")]
+    async fn a_webhook_that_cannot_be_stored_fails_alone(pool: sqlx::PgPool) {
+        let received = |item_id: &str| Received {
+            body: axum::body::Bytes::from(format!("{{\"item_id\":{item_id:?}}}")),
+            kind: "TRANSACTIONS".into(),
+            code: "SYNC_UPDATES_AVAILABLE".into(),
+            item_id: item_id.into(),
+            known: true,
+            job: Some(SYNC_JOB),
+            health: false,
+        };
+        let mut batch = Vec::new();
+        let mut answers = Vec::new();
+        for item_id in ["item-a", "bad\0item", "item-b"] {
+            let (answer, outcome) = tokio::sync::oneshot::channel();
+            batch.push((received(item_id), answer));
+            answers.push(outcome);
+        }
+        Intake::store_batch(&pool, batch).await;
+        let mut outcomes = Vec::new();
+        for answer in answers {
+            outcomes.push(answer.await.unwrap());
+        }
+        assert_eq!(outcomes[0], Ok("queued".to_string()));
+        assert!(outcomes[1].is_err(), "{:?}", outcomes[1]);
+        assert_eq!(outcomes[2], Ok("queued".to_string()));
+        let stored: Vec<String> =
+            sqlx::query_scalar("SELECT item_id FROM webhook_events ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(stored, ["item-a", "item-b"]);
     }
 
     #[test]
