@@ -98,25 +98,18 @@ pub struct Webhook<'a> {
 /// queued), `recorded` (health only), `unknown_item` or `ignored`. A new job is not due
 /// before `spacing` has passed since the last of its kind and item started (see
 /// [`enqueue_spaced`]).
-pub async fn intake<'a>(
+pub async fn intake(
     pool: &PgPool,
-    webhooks: &[Webhook<'a>],
+    webhooks: &[Webhook<'_>],
     spacing: Duration,
 ) -> Result<Vec<String>, sqlx::Error> {
     if webhooks.is_empty() {
         return Ok(Vec::new());
     }
-    let column = |f: for<'w> fn(&'w Webhook<'a>) -> &'a str| -> Vec<&'a str> {
+    fn column<'a, T>(webhooks: &[Webhook<'a>], f: impl Fn(&Webhook<'a>) -> T) -> Vec<T> {
         webhooks.iter().map(f).collect()
-    };
-    let bodies: Vec<std::borrow::Cow<'_, str>> = webhooks
-        .iter()
-        .map(|w| String::from_utf8_lossy(w.body))
-        .collect();
-    let known: Vec<bool> = webhooks.iter().map(|w| w.known).collect();
-    let jobs: Vec<Option<&str>> = webhooks.iter().map(|w| w.job).collect();
-    let health: Vec<bool> = webhooks.iter().map(|w| w.health).collect();
-    let outcomes: Vec<(i64, String)> = sqlx::query_as(
+    }
+    sqlx::query_scalar(
         "WITH w AS MATERIALIZED (
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[],
                                   $6::text[], $7::bool[]) WITH ORDINALITY
@@ -158,19 +151,18 @@ pub async fn intake<'a>(
                     nullif(item_id, ''), outcome
              FROM decided ORDER BY n
          )
-         SELECT n, outcome FROM decided ORDER BY n",
+         SELECT outcome FROM decided ORDER BY n",
     )
-    .bind(&bodies)
-    .bind(column(|w| w.webhook_type))
-    .bind(column(|w| w.webhook_code))
-    .bind(column(|w| w.item_id))
-    .bind(&known)
-    .bind(&jobs)
-    .bind(&health)
+    .bind(column(webhooks, |w| String::from_utf8_lossy(w.body)))
+    .bind(column(webhooks, |w| w.webhook_type))
+    .bind(column(webhooks, |w| w.webhook_code))
+    .bind(column(webhooks, |w| w.item_id))
+    .bind(column(webhooks, |w| w.known))
+    .bind(column(webhooks, |w| w.job))
+    .bind(column(webhooks, |w| w.health))
     .bind(spacing.as_secs_f64())
     .fetch_all(pool)
-    .await?;
-    Ok(outcomes.into_iter().map(|(_, outcome)| outcome).collect())
+    .await
 }
 
 /// Whether a job of `kind` for the item is queued or running.

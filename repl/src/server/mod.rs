@@ -504,12 +504,12 @@ async fn webhook(
             health: matches!(action, Action::ItemError(_)),
             kind,
             code,
-            item_id,
+            item_id: item_id.clone(),
             known,
         })
         .await;
     match stored {
-        Ok((outcome, item_id)) => {
+        Ok(outcome) => {
             if matches!(outcome.as_str(), "queued" | "coalesced") {
                 state.wake.notify_one();
             }
@@ -620,17 +620,15 @@ impl Intake {
         }
     }
 
-    /// Store one webhook (with whatever else is arriving): its outcome and item id.
-    async fn store(&self, webhook: Received) -> Result<(String, String), String> {
-        let item_id = webhook.item_id.clone();
+    /// Store one webhook (with whatever else is arriving): its outcome.
+    async fn store(&self, webhook: Received) -> Result<String, String> {
         let (answer, outcome) = tokio::sync::oneshot::channel();
         self.queue
             .send((webhook, answer))
             .map_err(|_| "the server is shutting down".to_string())?;
-        let outcome = outcome
+        outcome
             .await
-            .map_err(|_| "the webhook's batch was dropped".to_string())??;
-        Ok((outcome, item_id))
+            .map_err(|_| "the webhook's batch was dropped".to_string())?
     }
 }
 
