@@ -1,0 +1,2 @@
+//! Empty: it exists so that Cargo resolves this crate's build dependencies (see Cargo.toml).
+fn main() {}
