@@ -37,7 +37,8 @@ use crate::mirror::DuckMirror;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SinkConfig {
-    /// The DuckDB mirror; `path` defaults to `finq.duckdb` in the data directory.
+    /// The DuckDB mirror; `path` defaults to `finq.duckdb` in the data directory. The first
+    /// DuckDB sink is the one finq's readers query ([`mirror_path`]).
     Duckdb {
         #[serde(default)]
         path: Option<PathBuf>,
@@ -58,6 +59,18 @@ impl SinkConfig {
             )),
         }
     }
+}
+
+/// The mirror people query (the REPL, `finq sql`, questions, reports): the first DuckDB
+/// sink's file.
+pub fn mirror_path(settings: &Settings) -> Result<std::path::PathBuf, ConfigError> {
+    Ok(SinkConfig::from_settings(settings)?
+        .into_iter()
+        .map(|c| match c.build(settings) {
+            SinkPlugin::Duckdb(m) => m.path().to_path_buf(),
+        })
+        .next()
+        .unwrap_or_else(|| settings.duckdb_path()))
 }
 
 /// A built sink.

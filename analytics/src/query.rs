@@ -97,10 +97,18 @@ fn prepare(conn: &Connection) -> Result<(), duckdb::Error> {
     conn.execute_batch(&date_macros())
 }
 
+/// The machine's local date, as `current_date` gives it.
+fn today() -> chrono::NaiveDate {
+    chrono::Local::now().date_naive()
+}
+
 /// The SQL that defines `current_date` and `today()` on a connection (the mirror's writer
 /// needs them too: its views use them).
 pub fn date_macros() -> String {
-    let today = chrono::Local::now().date_naive();
+    date_macros_for(today())
+}
+
+fn date_macros_for(today: chrono::NaiveDate) -> String {
     format!(
         "CREATE OR REPLACE TEMP MACRO current_date() AS DATE '{today}';
          CREATE OR REPLACE TEMP MACRO today() AS DATE '{today}';\n"
@@ -146,6 +154,9 @@ pub struct QueryEngine {
     file: Option<(u64, u64)>,
     /// How many times the connection was reopened on a new file.
     generation: u64,
+    /// The date `current_date` gives on the connection: moved on when the local date does
+    /// (a REPL left open past midnight).
+    date: chrono::NaiveDate,
 }
 
 impl Drop for QueryEngine {
@@ -157,6 +168,7 @@ impl Drop for QueryEngine {
 impl QueryEngine {
     pub fn open(path: &Path, trust: Trust) -> Result<Self, QueryError> {
         let file = file_id(path);
+        let date = today();
         let conn = open_conn(path, trust)?;
         note_open(file);
         Ok(QueryEngine {
@@ -165,6 +177,7 @@ impl QueryEngine {
             conn,
             file,
             generation: 0,
+            date,
         })
     }
 
@@ -175,14 +188,30 @@ impl QueryEngine {
     /// The connection, reopened first if the mirror file was replaced.
     pub fn connection(&mut self) -> Result<&Connection, QueryError> {
         let now = file_id(&self.path);
+        let date = today();
         if now != self.file {
             self.conn = open_conn(&self.path, self.trust)?;
             note_closed(self.file);
             note_open(now);
             self.file = now;
             self.generation += 1;
+        } else if date != self.date {
+            self.set_date(date)?;
         }
+        self.date = date;
         Ok(&self.conn)
+    }
+
+    /// Make `current_date` and `today()` give `date` on this connection.
+    fn set_date(&mut self, date: chrono::NaiveDate) -> Result<(), QueryError> {
+        self.conn
+            .execute_batch(&date_macros_for(date))
+            .map_err(|source| QueryError::Open {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.date = date;
+        Ok(())
     }
 
     /// Changes each time a rebuild replaced the mirror and the connection was reopened
@@ -563,6 +592,27 @@ mod tests {
             assert!(engine.run("SELECT * FROM no_such_table").is_err());
             assert!(engine.run("SELECT 1 +").is_err());
             assert!(engine.run("INSTALL httpfs").is_err());
+        }
+    }
+
+    #[test]
+    fn current_date_moves_on_with_the_clock_on_a_connection_kept_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.duckdb");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (a INTEGER)")
+            .unwrap();
+        for trust in [Trust::User, Trust::Model] {
+            let mut engine = QueryEngine::open(&path, trust).unwrap();
+            // As if the connection had been opened yesterday.
+            let yesterday = today().pred_opt().unwrap();
+            engine.set_date(yesterday).unwrap();
+            let then = run(&engine.conn, "SELECT current_date, today()").unwrap();
+            assert_eq!(then.rows()[0][0], Some(yesterday.to_string()));
+            let now = engine.run("SELECT current_date, today()").unwrap();
+            assert_eq!(now.rows()[0][0], Some(today().to_string()));
+            assert_eq!(now.rows()[0][1], Some(today().to_string()));
         }
     }
 

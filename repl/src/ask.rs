@@ -30,7 +30,7 @@ impl Asker {
         Ok(Asker {
             engine,
             pool,
-            mirror: settings.duckdb_path(),
+            mirror: finq_analytics::mirror_path(settings)?,
             conversation: None,
         })
     }
@@ -226,21 +226,26 @@ pub async fn eval(
         "{:<36} {:>5} {:>10} {:>8} {:>9}",
         "question", "rows", "numbers", "attempts", "ms"
     );
-    let outcomes = eval::run(&engine, &settings.duckdb_path(), questions, &mut |o| {
-        let numbers = match (o.verification, &o.error) {
-            (_, Some(_)) => "error",
-            (Some(v), None) => v.as_str(),
-            (None, None) => "-",
-        };
-        println!(
-            "{:<36} {:>5} {:>10} {:>8} {:>9}",
-            o.id,
-            if o.rows_match { "ok" } else { "wrong" },
-            numbers,
-            o.attempts,
-            o.latency_ms
-        );
-    })
+    let outcomes = eval::run(
+        &engine,
+        &finq_analytics::mirror_path(settings)?,
+        questions,
+        &mut |o| {
+            let numbers = match (o.verification, &o.error) {
+                (_, Some(_)) => "error",
+                (Some(v), None) => v.as_str(),
+                (None, None) => "-",
+            };
+            println!(
+                "{:<36} {:>5} {:>10} {:>8} {:>9}",
+                o.id,
+                if o.rows_match { "ok" } else { "wrong" },
+                numbers,
+                o.attempts,
+                o.latency_ms
+            );
+        },
+    )
     .await?;
     let summary = eval::summarize(model, &outcomes);
     println!(

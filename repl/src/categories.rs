@@ -64,7 +64,7 @@ pub async fn merge(app: &App, from: &str, into: &str) -> Result<ExitCode> {
 
 /// The ids `query` returns (its first column) from the mirror.
 fn ids_of_query(app: &App, sql: &str) -> Result<Vec<String>> {
-    let mut engine = QueryEngine::open(&app.settings.duckdb_path(), Trust::User)?;
+    let mut engine = QueryEngine::open(&finq_analytics::mirror_path(&app.settings)?, Trust::User)?;
     let result = engine.run(sql)?;
     let ids: Vec<String> = result
         .rows()

@@ -698,7 +698,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let mirror = match mirror {
                 Some(m) => m,
-                None => finq_core::config::Settings::load()?.duckdb_path(),
+                None => finq_analytics::mirror_path(&finq_core::config::Settings::load()?)?,
             };
             crate::bench::queries(&mirror, repeat)
         }
@@ -707,7 +707,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let mirror = match mirror {
                 Some(m) => m,
-                None => finq_core::config::Settings::load()?.duckdb_path(),
+                None => finq_analytics::mirror_path(&finq_core::config::Settings::load()?)?,
             };
             crate::bench::startup(&mirror, repeat)
         }
@@ -876,12 +876,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             format,
         } => {
             let settings = finq_core::config::Settings::load()?;
-            crate::report::report(&settings.duckdb_path(), kind, months, format)?;
+            crate::report::report(
+                &finq_analytics::mirror_path(&settings)?,
+                kind,
+                months,
+                format,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Recurring { format } => {
             let settings = finq_core::config::Settings::load()?;
-            crate::report::recurring(&settings.duckdb_path(), format)?;
+            crate::report::recurring(&finq_analytics::mirror_path(&settings)?, format)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Export {
@@ -892,7 +897,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let settings = finq_core::config::Settings::load()?;
             crate::report::export(
-                &settings.duckdb_path(),
+                &finq_analytics::mirror_path(&settings)?,
                 format,
                 output.as_deref(),
                 since,
@@ -906,7 +911,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             chart,
         } => {
             let settings = finq_core::config::Settings::load()?;
-            let mut engine = QueryEngine::open(&settings.duckdb_path(), Trust::User)?;
+            let mut engine =
+                QueryEngine::open(&finq_analytics::mirror_path(&settings)?, Trust::User)?;
             let result = engine.run(&sql).context("the query failed")?;
             let width = crate::repl::terminal_width();
             let text = if chart {
@@ -1003,17 +1009,26 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             if !rebuild || !report.ok() {
                 return crate::pipeline::print_report(&report, json);
             }
-            let mirror = finq_analytics::mirror::DuckMirror::new(app.settings.duckdb_path());
-            let rebuilt = mirror.rebuild(&app.pool).await?;
+            // Every DuckDB sink `finq.toml` lists (the default mirror when it lists none).
+            let mut rebuilt_all = Vec::new();
+            for sink in finq_analytics::SinkConfig::from_settings(&app.settings)? {
+                let finq_analytics::SinkPlugin::Duckdb(mirror) = sink.build(&app.settings);
+                let rebuilt = mirror.rebuild(&app.pool).await?;
+                if !json {
+                    println!(
+                        "{}: rebuilt, {} transactions (at change {})",
+                        mirror.path().display(),
+                        rebuilt.rows,
+                        rebuilt.position
+                    );
+                }
+                rebuilt_all.push(rebuilt);
+            }
             if json {
-                println!("{}", serde_json::to_string_pretty(&rebuilt)?);
-            } else {
-                println!(
-                    "{}: rebuilt, {} transactions (at change {})",
-                    mirror.path().display(),
-                    rebuilt.rows,
-                    rebuilt.position
-                );
+                match rebuilt_all.as_slice() {
+                    [one] => println!("{}", serde_json::to_string_pretty(one)?),
+                    all => println!("{}", serde_json::to_string_pretty(all)?),
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

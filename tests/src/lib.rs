@@ -119,6 +119,12 @@ impl FakeOllama {
     pub fn chat_requests(&self) -> Vec<Value> {
         self.state.chats.lock().unwrap().clone()
     }
+
+    /// How many chat requests have arrived so far, readable from another thread.
+    pub fn chat_counter(&self) -> impl Fn() -> usize + Send + 'static {
+        let chats = self.state.chats.clone();
+        move || chats.lock().unwrap().len()
+    }
 }
 
 fn model_entry(name: &str) -> Value {

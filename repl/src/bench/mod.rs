@@ -467,7 +467,8 @@ async fn run_pipeline(
         step_ms(&first, StepKind::Sink) / 1e3,
     );
 
-    let mirror = finq_analytics::mirror::DuckMirror::new(app.settings.duckdb_path());
+    let mirror =
+        finq_analytics::mirror::DuckMirror::new(finq_analytics::mirror_path(&app.settings)?);
     let mut full = Vec::new();
     for _ in 0..repeat {
         let t = Instant::now();
@@ -525,7 +526,7 @@ async fn run_pipeline(
     let peak = peak_rss_mb();
 
     // Dashboard questions, warm, median of several.
-    let mut engine = QueryEngine::open(&app.settings.duckdb_path(), Trust::User)?;
+    let mut engine = QueryEngine::open(&finq_analytics::mirror_path(&app.settings)?, Trust::User)?;
     let mut aggregates = Vec::new();
     let mut speedups = Vec::new();
     for (name, duck_sql, pg_sql) in AGGREGATES {

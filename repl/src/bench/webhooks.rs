@@ -394,7 +394,7 @@ async fn wait_idle(pool: &PgPool) -> Result<()> {
 
 fn duckdb_count(app: &App) -> Result<i64> {
     let mut engine = finq_analytics::query::QueryEngine::open(
-        &app.settings.duckdb_path(),
+        &finq_analytics::mirror_path(&app.settings)?,
         finq_analytics::query::Trust::User,
     )?;
     let rows = engine.run("SELECT count(*) FROM transactions")?.rows();

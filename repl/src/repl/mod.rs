@@ -67,6 +67,9 @@ fn take_sigint() -> Result<()> {
     Ok(())
 }
 
+/// How long a query runs before the REPL says how to stop it.
+const HINT_AFTER: Duration = Duration::from_secs(1);
+
 /// Ctrl-C stopped what was running.
 #[derive(Debug, thiserror::Error)]
 #[error("cancelled")]
@@ -92,7 +95,7 @@ pub async fn run() -> Result<()> {
         asker: None,
         last_sql: None,
         output: Output::default(),
-        mirror: settings.duckdb_path(),
+        mirror: finq_analytics::mirror_path(&settings)?,
         settings,
     };
     // Open the mirror now (when there is one) so Tab knows its tables from the start.
@@ -303,15 +306,29 @@ impl Session {
             let result = engine.run(&sql);
             (engine, result)
         });
-        let (engine, result, cancelled) = tokio::select! {
-            done = &mut job => {
-                let (engine, result) = done.context("the query's thread failed")?;
-                (engine, result, false)
-            }
-            _ = tokio::signal::ctrl_c() => {
-                interrupt.interrupt();
-                let (engine, result) = job.await.context("the query's thread failed")?;
-                (engine, result, true)
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        let hint = tokio::time::sleep(HINT_AFTER);
+        tokio::pin!(hint);
+        let mut hinted = false;
+        let (engine, result, cancelled) = loop {
+            tokio::select! {
+                done = &mut job => {
+                    let (engine, result) = done.context("the query's thread failed")?;
+                    break (engine, result, false);
+                }
+                _ = &mut ctrl_c => {
+                    interrupt.interrupt();
+                    let (engine, result) = job.await.context("the query's thread failed")?;
+                    break (engine, result, true);
+                }
+                // A query that takes a while: say how to stop it.
+                _ = &mut hint, if !hinted => {
+                    hinted = true;
+                    if std::io::stderr().is_terminal() {
+                        eprintln!("… still running (Ctrl-C stops it)");
+                    }
+                }
             }
         };
         self.engine = Some(engine);

@@ -184,6 +184,59 @@ async fn every_pfc_primary_has_a_category(pool: PgPool) {
     }
 }
 
+/// A table emptied with plain SQL (`TRUNCATE` fires no row trigger) is emptied in the
+/// mirror too.
+#[sqlx::test(migrator = "finq_core::MIGRATOR")]
+async fn a_truncated_table_is_emptied_in_the_mirror(pool: PgPool) {
+    let bank = SimBank::start(3, 40).await;
+    let item = bank.link(&pool).await;
+    bank.sync(&pool, &item).await;
+    sqlx::query("INSERT INTO manual_accounts (user_id, name, type) VALUES (1, 'Wallet', 'cash')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO transactions (user_id, account_id, date, description, amount) VALUES (1, {WALLET}, '2026-11-02', 'Farmers market (cash)', -23.50)")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("finq.duckdb");
+    derive_and_mirror(&pool, &path).await;
+    let manual = |path: &std::path::Path| {
+        QueryEngine::open(path, Trust::User)
+            .unwrap()
+            .run("SELECT count(*) FROM transactions WHERE source = 'manual'")
+            .unwrap()
+            .rows()[0][0]
+            .clone()
+    };
+    assert_eq!(manual(&path).as_deref(), Some("1"));
+    sqlx::query("TRUNCATE transactions")
+        .execute(&pool)
+        .await
+        .unwrap();
+    derive_and_mirror(&pool, &path).await;
+    assert_eq!(manual(&path).as_deref(), Some("0"));
+    let unified: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM unified_transactions WHERE source = 'manual'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(unified, 0);
+    assert_eq!(
+        mirror_snapshot(&path)
+            .iter()
+            .find(|(t, _)| t == "transactions")
+            .unwrap()
+            .1
+            .len() as i64,
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM plaid_transactions")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    );
+}
+
 /// One change to the data, as a person, a bank or finq makes it.
 #[derive(Debug, Clone)]
 enum Op {
@@ -435,6 +488,11 @@ async fn apply(pool: &PgPool, bank: &SimBank, op: &Op, step: usize) {
 /// After any sequence of syncs, churn, removals, SQL edits and manual changes, each
 /// incremental run leaves exactly what deriving everything and rebuilding the mirror
 /// leaves: `unified_transactions` row for row, and every mirrored table row for row.
+///
+/// The incremental state is never reset: every case's operations pile up on the same
+/// database and mirror. The reference is computed in a copy of the database taken after
+/// each run (`CREATE DATABASE … TEMPLATE`), where everything is derived again and a mirror
+/// is built from scratch, so checking does not disturb what is checked.
 #[sqlx::test(migrator = "finq_core::MIGRATOR")]
 async fn incremental_pipeline_equals_a_full_rebuild(pool: PgPool) {
     let bank = SimBank::start(5, 300).await;
@@ -450,6 +508,16 @@ async fn incremental_pipeline_equals_a_full_rebuild(pool: PgPool) {
     .await
     .unwrap();
     derive_and_mirror(&pool, &incremental).await;
+
+    let options = (*pool.connect_options()).clone();
+    let name = options.get_database().expect("a database name").to_string();
+    // PostgreSQL cuts names at 63 bytes, as long as the test's own: a shorter one.
+    let copy_name = format!("finq_ref_{}", &name[name.len().saturating_sub(50)..]);
+    assert!(copy_name.len() < 63 && copy_name != name);
+    let admin = PgPool::connect_with(options.clone().database("postgres"))
+        .await
+        .unwrap();
+    let mut pool = pool;
 
     let mut runner = TestRunner::new(Config {
         cases: 16,
@@ -469,19 +537,40 @@ async fn incremental_pipeline_equals_a_full_rebuild(pool: PgPool) {
             apply(&pool, &bank, op, step).await;
             let report = derive_and_mirror(&pool, &incremental).await;
             let sink = report.steps.last().unwrap();
+            // Incremental all along: the mirror was updated, not built again.
+            assert_eq!(
+                sink.counts.get("rebuilt"),
+                Some(&0),
+                "case {case}, after {op:?}: the mirror was rebuilt ({sink:?})"
+            );
             let got_unified = unified_snapshot(&pool).await;
             let got_mirror = mirror_snapshot(&incremental);
 
-            // The reference: everything derived again, and a mirror built from scratch.
+            // The reference, in a copy of the database (a template may have no other
+            // session, so the pool closes while it is copied).
+            pool.close().await;
+            for sql in [
+                format!("DROP DATABASE IF EXISTS \"{copy_name}\""),
+                format!("CREATE DATABASE \"{copy_name}\" TEMPLATE \"{name}\""),
+            ] {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&admin)
+                    .await
+                    .unwrap();
+            }
+            pool = PgPool::connect_with(options.clone()).await.unwrap();
+            let copy = PgPool::connect_with(options.clone().database(&copy_name))
+                .await
+                .unwrap();
             sqlx::query("INSERT INTO change_log (entity, key) VALUES ('all', '')")
-                .execute(&pool)
+                .execute(&copy)
                 .await
                 .unwrap();
             let _ = std::fs::remove_file(&reference);
-            derive_and_mirror(&pool, &reference).await;
+            derive_and_mirror(&copy, &reference).await;
             assert_eq!(
                 got_unified,
-                unified_snapshot(&pool).await,
+                unified_snapshot(&copy).await,
                 "case {case}, after {op:?} (of {ops:?}): unified_transactions differs from a full derive"
             );
             assert_eq!(
@@ -489,9 +578,14 @@ async fn incremental_pipeline_equals_a_full_rebuild(pool: PgPool) {
                 mirror_snapshot(&reference),
                 "case {case}, after {op:?} (of {ops:?}), mirror step {sink:?}: the incremental mirror differs from a rebuild"
             );
-            // The full derive is a change like any other: the incremental mirror follows.
-            derive_and_mirror(&pool, &incremental).await;
-            assert_eq!(mirror_snapshot(&incremental), mirror_snapshot(&reference));
+            copy.close().await;
         }
     }
+    pool.close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{copy_name}\""
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
 }

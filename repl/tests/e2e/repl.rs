@@ -138,7 +138,9 @@ fn drive(data: &Path, prefix: &str, category: &str) {
         &mut p,
         "SELECT count(*) FROM range(100000) a, range(100000) b WHERE (a.range * b.range) % 7 = 3;",
     );
-    std::thread::sleep(Duration::from_millis(1500));
+    // Once the query has run a moment the REPL says how to stop it (Ctrl-C is listened
+    // for from then on).
+    wait_for(&mut p, "Ctrl-C stops it");
     p.send(ControlCode::EndOfText).unwrap();
     wait_for(&mut p, "cancelled (Ctrl-C)");
     entry(&mut p, "SELECT 'still-' || 'here' AS r;");
@@ -237,6 +239,7 @@ async fn ctrl_c_cancels_a_question_waiting_for_the_model(pool: PgPool) {
         data.path().to_path_buf(),
     );
     // The model's answer would take 60 s; each wait below gives up after 30 s.
+    let asked = ollama.chat_counter();
     tokio::task::spawn_blocking(move || {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_finq"));
         cmd.arg("repl")
@@ -249,7 +252,15 @@ async fn ctrl_c_cancels_a_question_waiting_for_the_model(pool: PgPool) {
         let mut p = Session::spawn(cmd).unwrap();
         p.set_expect_timeout(Some(Duration::from_secs(30)));
         entry(&mut p, "? how much did I spend on coffee");
-        std::thread::sleep(Duration::from_millis(2000));
+        // The question is waiting for the model (Ctrl-C is listened for from its start).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while asked() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the model was never asked"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         p.send(ControlCode::EndOfText).unwrap();
         wait_for(&mut p, "cancelled (Ctrl-C)");
         entry(&mut p, "SELECT 'after-' || 'the-question' AS r;");

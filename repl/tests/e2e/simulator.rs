@@ -592,7 +592,16 @@ async fn webhooks_are_retried_as_plaid_retries_them_and_signing_keys_rotate() {
     let payload = finq_connectors::sim::webhook_payload("DEFAULT_UPDATE", "item-1", 3);
     sim.send_webhook(hook.clone(), payload.clone());
     wait_for(&got, 3).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The simulator records an attempt once its answer is in.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sim.deliveries().len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            sim.deliveries()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let deliveries = sim.deliveries();
     let attempts: Vec<(u32, Option<u16>)> =
         deliveries.iter().map(|d| (d.attempt, d.status)).collect();
