@@ -4,10 +4,13 @@
 //!    `alg: ES256`; anything else is refused before any key is looked at. Keys named in the
 //!    token (`jwk`, `jku`, `x5u`) are never used: only `kid`.
 //! 2. The key comes from `/webhook_verification_key/get` by `kid`, is cached, and is
-//!    fetched again for an unknown `kid` (at most once a minute per `kid`, so a flood of
-//!    forged tokens cannot turn into a flood of calls to Plaid). A key is not used past its
-//!    `expired_at`; a cached key is refreshed after an hour, so an expiry set by Plaid's
-//!    key rotation is seen.
+//!    fetched for an unknown `kid`: one lookup at a time, a `kid` Plaid does not know at
+//!    most once a minute, and at most ten unknown `kid`s a minute in all, so a flood of
+//!    forged tokens cannot turn into a flood of calls to Plaid (webhooks whose key is
+//!    cached never wait for a lookup). A key is not used past its `expired_at`. When a new
+//!    `kid` appears (Plaid rotating its key), the cached keys without an `expired_at` are
+//!    fetched again so that the old key's expiry is seen at once; any cached key is also
+//!    refreshed after an hour.
 //! 3. The signature is checked (ECDSA P-256, SHA-256), then `iat`: no older than five
 //!    minutes (and not from the future, beyond a minute of clock skew).
 //! 4. The SHA-256 of the exact body bytes, in lowercase hex, is compared in constant time
@@ -29,8 +32,10 @@ use super::client::{PlaidApiError, PlaidClient};
 pub const MAX_AGE_SECS: i64 = 5 * 60;
 /// How far in the future an `iat` may be (clock skew).
 const MAX_SKEW_SECS: i64 = 60;
-/// How often an unknown `kid` may be looked up.
+/// How often a `kid` Plaid does not know may be looked up again.
 const LOOKUP_EVERY: Duration = Duration::from_secs(60);
+/// How many `kid`s not in the cache may be looked up per [`LOOKUP_EVERY`], in all.
+const LOOKUPS_PER_MINUTE: usize = 10;
 /// How long a fetched key is used before it is fetched again.
 const REFRESH_AFTER: Duration = Duration::from_secs(3600);
 
@@ -61,6 +66,10 @@ pub enum VerifyError {
     UnknownKey(String),
     #[error("the verification key {0} was looked up less than a minute ago and not found")]
     Throttled(String),
+    #[error(
+        "the verification key {0} is not cached and {LOOKUPS_PER_MINUTE} unknown keys were looked up in the last minute"
+    )]
+    TooManyLookups(String),
     #[error("fetching the verification key {kid} from Plaid failed: {message}")]
     KeyFetch { kid: String, message: String },
     #[error("the verification key {0} is not a P-256 ES256 signing key")]
@@ -81,7 +90,10 @@ impl VerifyError {
     /// Failures of finq's own (fetching the key), not of the webhook: worth a retry by
     /// Plaid rather than a refusal.
     pub fn is_transient(&self) -> bool {
-        matches!(self, VerifyError::KeyFetch { .. })
+        matches!(
+            self,
+            VerifyError::KeyFetch { .. } | VerifyError::TooManyLookups(_)
+        )
     }
 }
 
@@ -212,17 +224,26 @@ struct Claims {
 /// Verifies webhooks against the keys of `S`, caching them.
 pub struct WebhookVerifier<S> {
     source: S,
-    keys: tokio::sync::Mutex<HashMap<String, Cached>>,
-    /// When each `kid` not found was last looked up.
-    missing: std::sync::Mutex<HashMap<String, Instant>>,
+    /// Held only to read or write the map, never across a lookup.
+    keys: std::sync::Mutex<HashMap<String, Cached>>,
+    /// Lookups at Plaid, one at a time.
+    lookups: tokio::sync::Mutex<Lookups>,
+}
+
+#[derive(Default)]
+struct Lookups {
+    /// When each `kid` Plaid did not know was looked up (the last minute's only).
+    missing: HashMap<String, Instant>,
+    /// When the last minute's lookups of `kid`s not in the cache happened.
+    recent: std::collections::VecDeque<Instant>,
 }
 
 impl<S: KeySource> WebhookVerifier<S> {
     pub fn new(source: S) -> Self {
         WebhookVerifier {
             source,
-            keys: tokio::sync::Mutex::new(HashMap::new()),
-            missing: std::sync::Mutex::new(HashMap::new()),
+            keys: std::sync::Mutex::new(HashMap::new()),
+            lookups: tokio::sync::Mutex::new(Lookups::default()),
         }
     }
 
@@ -281,54 +302,117 @@ impl<S: KeySource> WebhookVerifier<S> {
         Ok(())
     }
 
+    fn cached(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
+        self.keys.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cached key for `kid`, if it is not due for a refresh.
+    fn fresh(&self, kid: &str) -> Option<Key> {
+        self.cached()
+            .get(kid)
+            .filter(|c| c.fetched.elapsed() < REFRESH_AFTER)
+            .map(|c| c.key.clone())
+    }
+
     /// The key for `kid`: cached, or fetched (and checked to be an ES256 P-256 key).
     async fn key(&self, kid: &str) -> Result<Key, VerifyError> {
-        let mut keys = self.keys.lock().await;
-        if let Some(c) = keys.get(kid)
-            && c.fetched.elapsed() < REFRESH_AFTER
-        {
-            return Ok(c.key.clone());
+        if let Some(key) = self.fresh(kid) {
+            return Ok(key);
         }
-        {
-            let missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
-            if missing.get(kid).is_some_and(|t| t.elapsed() < LOOKUP_EVERY) {
+        let mut lookups = self.lookups.lock().await;
+        // Fetched while this one waited its turn?
+        if let Some(key) = self.fresh(kid) {
+            return Ok(key);
+        }
+        let stale = self.cached().get(kid).map(|c| c.key.clone());
+        if stale.is_none() {
+            lookups.missing.retain(|_, t| t.elapsed() < LOOKUP_EVERY);
+            if lookups.missing.contains_key(kid) {
                 return Err(VerifyError::Throttled(kid.to_string()));
             }
+            while lookups
+                .recent
+                .front()
+                .is_some_and(|t| t.elapsed() >= LOOKUP_EVERY)
+            {
+                lookups.recent.pop_front();
+            }
+            if lookups.recent.len() >= LOOKUPS_PER_MINUTE {
+                return Err(VerifyError::TooManyLookups(kid.to_string()));
+            }
+            lookups.recent.push_back(Instant::now());
         }
         let fetched = match self.source.fetch(kid).await {
             Ok(k) => k,
             // A refresh that fails leaves the cached key in use.
             Err(message) => {
-                return match keys.get(kid) {
-                    Some(c) => Ok(c.key.clone()),
-                    None => Err(VerifyError::KeyFetch {
-                        kid: kid.to_string(),
-                        message,
-                    }),
-                };
+                return stale.ok_or_else(|| VerifyError::KeyFetch {
+                    kid: kid.to_string(),
+                    message,
+                });
             }
         };
-        let Some(key) = fetched else {
-            keys.remove(kid);
-            self.missing
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(kid.to_string(), Instant::now());
+        let Some(jwk) = fetched else {
+            self.cached().remove(kid);
+            lookups.missing.insert(kid.to_string(), Instant::now());
             return Err(VerifyError::UnknownKey(kid.to_string()));
         };
-        if key.kid != kid || key.kty != "EC" || key.crv != "P-256" || key.alg != "ES256" {
-            return Err(VerifyError::BadKey(kid.to_string()));
-        }
-        let key = Key::from_jwk(&key).ok_or_else(|| VerifyError::BadKey(kid.to_string()))?;
-        keys.insert(
+        let key = usable(kid, &jwk)?;
+        self.cached().insert(
             kid.to_string(),
             Cached {
                 key: key.clone(),
                 fetched: Instant::now(),
             },
         );
+        if stale.is_none() {
+            self.refresh_unexpired(kid).await;
+        }
         Ok(key)
     }
+
+    /// A new `kid` may mean Plaid rotated its key: fetch the other cached keys that had no
+    /// `expired_at`, so that an old key's expiry is seen now rather than at its hourly
+    /// refresh. A key Plaid no longer knows is dropped; one it cannot be asked about now is
+    /// kept.
+    async fn refresh_unexpired(&self, new_kid: &str) {
+        let kids: Vec<String> = self
+            .cached()
+            .iter()
+            .filter(|(k, c)| k.as_str() != new_kid && c.key.expired_at.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for kid in kids {
+            match self.source.fetch(&kid).await {
+                Ok(Some(jwk)) => match usable(&kid, &jwk) {
+                    Ok(key) => {
+                        self.cached().insert(
+                            kid,
+                            Cached {
+                                key,
+                                fetched: Instant::now(),
+                            },
+                        );
+                    }
+                    Err(_) => {
+                        self.cached().remove(&kid);
+                    }
+                },
+                Ok(None) => {
+                    self.cached().remove(&kid);
+                }
+                Err(e) => tracing::warn!(%kid, error = %e, "could not refresh a verification key"),
+            }
+        }
+    }
+}
+
+/// A fetched JWK as a key, if it is the P-256 ES256 key asked for.
+fn usable(kid: &str, jwk: &Jwk) -> Result<Key, VerifyError> {
+    if jwk.kid != kid || jwk.kty != "EC" || jwk.crv != "P-256" || jwk.alg != "ES256" {
+        return Err(VerifyError::BadKey(kid.to_string()));
+    }
+    Key::from_jwk(jwk).ok_or_else(|| VerifyError::BadKey(kid.to_string()))
 }
 
 /// The SHA-256 of a webhook's exact body bytes in lowercase hex, as Plaid signs it
@@ -417,27 +501,38 @@ mod tests {
         jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap()
     }
 
-    /// Keys by kid, counting lookups.
+    /// Keys by kid, counting lookups; a lookup of `held` waits for `release`.
     #[derive(Default)]
     struct Keys {
-        keys: Vec<Jwk>,
+        keys: std::sync::Mutex<Vec<Jwk>>,
         lookups: AtomicUsize,
         down: bool,
+        held: Option<String>,
+        release: tokio::sync::Notify,
     }
 
     impl KeySource for Keys {
         async fn fetch(&self, kid: &str) -> Result<Option<Jwk>, String> {
             self.lookups.fetch_add(1, Ordering::SeqCst);
+            if self.held.as_deref() == Some(kid) {
+                self.release.notified().await;
+            }
             if self.down {
                 return Err("connection refused".into());
             }
-            Ok(self.keys.iter().find(|k| k.kid == kid).cloned())
+            Ok(self
+                .keys
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|k| k.kid == kid)
+                .cloned())
         }
     }
 
     fn verifier(keys: Vec<Jwk>) -> WebhookVerifier<Keys> {
         WebhookVerifier::new(Keys {
-            keys,
+            keys: std::sync::Mutex::new(keys),
             ..Default::default()
         })
     }
@@ -549,6 +644,96 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn unknown_keys_are_looked_up_ten_a_minute_in_all() {
+        let k = key(1, "kid-1");
+        let v = verifier(vec![k.jwk.clone()]);
+        v.verify_at(Some(&token(&k, NOW, BODY)), BODY, NOW)
+            .await
+            .unwrap();
+        // The first lookup (kid-1's) counts too.
+        for i in 1..LOOKUPS_PER_MINUTE {
+            let t = token(&key(10 + i as u64, &format!("kid-random-{i}")), NOW, BODY);
+            let e = v.verify_at(Some(&t), BODY, NOW).await.unwrap_err();
+            assert!(matches!(e, VerifyError::UnknownKey(_)), "{e}");
+        }
+        let t = token(&key(99, "kid-one-too-many"), NOW, BODY);
+        let e = v.verify_at(Some(&t), BODY, NOW).await.unwrap_err();
+        assert!(matches!(e, VerifyError::TooManyLookups(_)), "{e}");
+        assert!(
+            e.is_transient(),
+            "Plaid retries a webhook refused for this: {e}"
+        );
+        assert_eq!(v.source.lookups.load(Ordering::SeqCst), LOOKUPS_PER_MINUTE);
+        // Only a minute's worth of unknown kids is remembered.
+        assert!(v.lookups.lock().await.missing.len() <= LOOKUPS_PER_MINUTE);
+        // The cached key still works.
+        v.verify_at(Some(&token(&k, NOW, BODY)), BODY, NOW)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_lookup_under_way_holds_up_no_webhook_whose_key_is_cached() {
+        let k = key(1, "kid-1");
+        let slow = key(2, "kid-slow");
+        let v = std::sync::Arc::new(WebhookVerifier::new(Keys {
+            keys: std::sync::Mutex::new(vec![k.jwk.clone(), slow.jwk.clone()]),
+            held: Some("kid-slow".into()),
+            ..Default::default()
+        }));
+        v.verify_at(Some(&token(&k, NOW, BODY)), BODY, NOW)
+            .await
+            .unwrap();
+        let waiting = {
+            let (v, t) = (v.clone(), token(&slow, NOW, BODY));
+            tokio::spawn(async move { v.verify_at(Some(&t), BODY, NOW).await })
+        };
+        while v.source.lookups.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            v.verify_at(Some(&token(&k, NOW, BODY)), BODY, NOW),
+        )
+        .await
+        .expect("a cached key is used while another key is being looked up")
+        .unwrap();
+        v.source.release.notify_one();
+        waiting.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_rotated_key_is_refused_past_its_expiry_by_the_same_verifier() {
+        let old = key(1, "kid-old");
+        let new = key(2, "kid-new");
+        let v = verifier(vec![old.jwk.clone()]);
+        v.verify_at(Some(&token(&old, NOW, BODY)), BODY, NOW)
+            .await
+            .unwrap();
+        // Plaid rotates: a new key, and the old one served with an expiry.
+        {
+            let mut keys = v.source.keys.lock().unwrap();
+            keys[0].expired_at = Some(NOW + 60);
+            keys.push(new.jwk.clone());
+        }
+        v.verify_at(Some(&token(&new, NOW, BODY)), BODY, NOW)
+            .await
+            .unwrap();
+        // The old key was fetched again along with the new one: good until its expiry,
+        // refused after it, with no further lookup.
+        let lookups = v.source.lookups.load(Ordering::SeqCst);
+        v.verify_at(Some(&token(&old, NOW + 30, BODY)), BODY, NOW + 30)
+            .await
+            .unwrap();
+        let e = v
+            .verify_at(Some(&token(&old, NOW + 61, BODY)), BODY, NOW + 61)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, VerifyError::KeyExpired(_)), "{e}");
+        assert_eq!(v.source.lookups.load(Ordering::SeqCst), lookups);
+    }
+
+    #[tokio::test]
     async fn expired_keys_and_unreachable_plaid() {
         let mut k = key(1, "kid-1");
         k.jwk.expired_at = Some(NOW - 1);
@@ -591,7 +776,7 @@ mod tests {
         let both = vec![
             Keys::default(),
             Keys {
-                keys: vec![k.jwk.clone()],
+                keys: std::sync::Mutex::new(vec![k.jwk.clone()]),
                 ..Default::default()
             },
         ];
