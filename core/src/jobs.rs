@@ -224,9 +224,51 @@ pub async fn complete(pool: &PgPool, id: i64) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// The job failed in a way retrying cannot mend (the item needs its user): it is not
+/// retried. A later request (a webhook, a poll, the user back from Link) makes a new job.
+pub async fn abandon(pool: &PgPool, id: i64, error: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE jobs SET state = 'failed', lease_until = NULL, last_error = $2, updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(error)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// How long webhooks are kept in `webhook_events` (for `finq`'s own look back, and to see
+/// what Plaid sent).
+pub const WEBHOOKS_KEPT_DAYS: i32 = 30;
+
+/// Forget webhooks received more than [`WEBHOOKS_KEPT_DAYS`] ago; how many.
+pub async fn prune_webhooks(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "DELETE FROM webhook_events WHERE received_at < now() - make_interval(days => $1)",
+    )
+    .bind(WEBHOOKS_KEPT_DAYS)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
 /// The job failed: wait and retry, or give up after [`MAX_ATTEMPTS`]. When another job of
 /// the same kind for the item is already waiting, that one will do the work.
 pub async fn fail(pool: &PgPool, id: i64, error: &str) -> Result<(), sqlx::Error> {
+    // A job of the item queued after this statement's snapshot makes its return to the
+    // queue break the one-waiting-job rule: the statement runs again and sees that job.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match fail_once(pool, id, error).await {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() && tries < 3 => continue,
+            other => return other,
+        }
+    }
+}
+
+async fn fail_once(pool: &PgPool, id: i64, error: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE jobs j SET
              state = CASE
@@ -282,6 +324,63 @@ mod tests {
         assert_eq!(claim(&pool).await.unwrap(), None);
         complete(&pool, a.id).await.unwrap();
         assert_eq!(state(&pool, a.id).await.0, "done");
+    }
+
+    /// A failed job goes back to the queue unless a newer request for the item waits: also
+    /// when that request commits while the failure is being recorded.
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn a_failure_racing_a_new_request_leaves_the_work_to_it(pool: PgPool) {
+        let mut conn = pool.acquire().await.unwrap();
+        assert!(enqueue(&mut conn, "sync", "item-a").await.unwrap());
+        let a = claim(&pool).await.unwrap().unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        assert!(enqueue(&mut tx, "sync", "item-a").await.unwrap());
+        let failing = tokio::spawn({
+            let pool = pool.clone();
+            async move { fail(&pool, a.id, "the bank is down").await }
+        });
+        // The failure's statement waits on the request's uncommitted row.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'
+               AND query LIKE 'UPDATE jobs j SET%'",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap()
+            == 0
+        {
+            assert!(std::time::Instant::now() < deadline, "fail() never waited");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        tx.commit().await.unwrap();
+        failing.await.unwrap().unwrap();
+        assert_eq!(state(&pool, a.id).await.0, "done");
+        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'queued'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(waiting, 1);
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn webhooks_are_kept_thirty_days(pool: PgPool) {
+        sqlx::query(
+            "INSERT INTO webhook_events (received_at, body, outcome)
+             VALUES (now() - interval '31 days', '{}', 'ignored'),
+                    (now() - interval '29 days', '{}', 'ignored'), (now(), '{}', 'queued')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        assert_eq!(prune_webhooks(&pool).await.unwrap(), 1);
+        assert_eq!(prune_webhooks(&pool).await.unwrap(), 0);
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(left, 2);
     }
 
     fn webhook<'a>(body: &'a str, item_id: &'a str, known: bool, job: bool) -> Webhook<'a> {

@@ -391,7 +391,10 @@ async fn migrations(pool: &PgPool) -> Check {
 }
 
 async fn mirror(settings: &Settings, pool: Option<&PgPool>) -> Check {
-    let path = settings.duckdb_path();
+    let path = match finq_analytics::mirror_path(settings) {
+        Ok(path) => path,
+        Err(e) => return check("mirror", Status::Fail, e.to_string()),
+    };
     if !path.exists() {
         return check(
             "mirror",
@@ -561,9 +564,12 @@ async fn webhook(settings: &Settings) -> Check {
             check(
                 "webhook URL",
                 Status::Warn,
-                "none set: banks' changes arrive only when `finq serve` polls (every 6 h) or `finq run` runs",
+                format!(
+                    "none set: banks' changes arrive only when `finq serve` polls (items with no sync for {:.0} h) or `finq run` runs",
+                    settings.poll_after.as_secs_f64() / 3600.0
+                ),
             )
-            .fix("set FINQ_WEBHOOK_URL to where Plaid can reach `finq serve`'s /webhook, then `finq items webhook`")
+            .fix("set FINQ_WEBHOOK_URL to where Plaid can reach `finq serve`'s /plaid/webhook, then `finq items webhook`")
         };
     };
     let client = match reqwest::Client::builder()

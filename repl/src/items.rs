@@ -36,14 +36,6 @@ pub fn status_words(code: Option<&str>, message: Option<&str>) -> String {
     }
 }
 
-/// Errors only the user can fix, in Link's update mode.
-pub fn needs_user(code: Option<&str>) -> bool {
-    matches!(
-        code,
-        Some("ITEM_LOGIN_REQUIRED" | "PENDING_EXPIRATION" | "PENDING_DISCONNECT" | "ITEM_LOCKED")
-    )
-}
-
 pub async fn list(app: &App, json: bool) -> Result<ExitCode> {
     let rows = items::statuses(&app.pool, None).await?;
     if json {
@@ -55,9 +47,11 @@ pub async fn list(app: &App, json: bool) -> Result<ExitCode> {
                     "institution": r.institution,
                     "environment": r.environment,
                     "status": if r.error_code.is_none() { "ok" } else { "error" },
-                    "needs_login": needs_user(r.error_code.as_deref()),
+                    "needs_login": items::needs_link(r.error_code.as_deref(), r.notice_code.as_deref()),
                     "error_code": r.error_code,
                     "error_since": r.error_since,
+                    "notice_code": r.notice_code,
+                    "notice_since": r.notice_since,
                     "last_synced_at": r.last_synced_at,
                     "accounts": r.accounts,
                     "transactions": r.transactions,
@@ -69,7 +63,10 @@ pub async fn list(app: &App, json: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     // Items whose user must log in again are repaired on the Link page of `finq serve`.
-    let page = if rows.iter().any(|r| needs_user(r.error_code.as_deref())) {
+    let needs_link = |r: &items::ItemStatus| {
+        items::needs_link(r.error_code.as_deref(), r.notice_code.as_deref())
+    };
+    let page = if rows.iter().any(needs_link) {
         crate::server::running_link_page(&app.settings).await
     } else {
         None
@@ -86,6 +83,16 @@ pub async fn list(app: &App, json: bool) -> Result<ExitCode> {
         if let Some(since) = r.error_since {
             println!("  since:        {}", ago(since));
         }
+        if let Some(code) = &r.notice_code {
+            let words = advice(code).unwrap_or("Plaid asks for you on the Link page");
+            println!(
+                "  notice:       {code}: {}",
+                words.replace("<item>", &r.item_id)
+            );
+            if let Some(since) = r.notice_since {
+                println!("  notice since: {}", ago(since));
+            }
+        }
         println!(
             "  accounts:     {} — {}",
             r.accounts,
@@ -99,7 +106,7 @@ pub async fn list(app: &App, json: bool) -> Result<ExitCode> {
         if let Some(e) = &r.last_error {
             println!("  last error:   {e}");
         }
-        if needs_user(r.error_code.as_deref()) {
+        if needs_link(r) {
             match &page {
                 Some(url) => println!("  log in again: {url}&item={}", r.item_id),
                 None => println!(

@@ -40,7 +40,7 @@ use finq_core::pipeline::ENTITY_ALL;
 use tables::{FEEDS, Follow, TABLES, TRANSACTIONS, Table, VIEWS, quote};
 
 /// Bump when the mirror's tables change: an older file is then rebuilt.
-pub const SCHEMA_VERSION: &str = "4";
+pub const SCHEMA_VERSION: &str = "5";
 
 /// The mirror's own bookkeeping table (schema version, position).
 pub const META_TABLE: &str = "_finq_mirror";

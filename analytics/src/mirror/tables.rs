@@ -332,6 +332,12 @@ pub const ITEMS: Table = Table {
             "Since when the error has been seen (UTC)",
         ),
         col(
+            "notice",
+            Text,
+            "i.notice_code",
+            "What the person should do on the Link page while the connection still works: PENDING_EXPIRATION (access ends soon), PENDING_DISCONNECT, NEW_ACCOUNTS_AVAILABLE (accounts not shared yet); NULL when nothing",
+        ),
+        col(
             "last_synced_at",
             Timestamp,
             "i.last_synced_at",

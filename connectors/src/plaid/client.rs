@@ -54,6 +54,9 @@ pub fn advice(code: &str) -> Option<&'static str> {
         "PENDING_EXPIRATION" | "PENDING_DISCONNECT" => {
             "Access to this bank ends soon: re-authenticate with `finq link --update <item>`"
         }
+        "NEW_ACCOUNTS_AVAILABLE" => {
+            "The bank has accounts you have not shared yet: choose them with `finq link --update <item>`"
+        }
         "USER_PERMISSION_REVOKED" | "USER_ACCOUNT_REVOKED" => {
             "Access was revoked at the bank: remove it (`finq items remove <item>`) and link again"
         }
@@ -296,13 +299,17 @@ impl PlaidClient {
             .await
     }
 
-    /// An update-mode link token for an existing item (to repair its login).
+    /// An update-mode link token for an existing item: to repair its login, renew its
+    /// consent, or share accounts the bank has added (account selection).
     pub async fn link_token_update(
         &self,
         access_token: &SecretString,
     ) -> Result<LinkTokenCreateResponse, PlaidApiError> {
         let mut req = link_token_request();
         req.access_token = Some(access_token.expose_secret().to_string());
+        req.update = Some(LinkTokenUpdate {
+            account_selection_enabled: true,
+        });
         self.call("/link/token/create", &req).await
     }
 
@@ -369,5 +376,6 @@ fn link_token_request() -> LinkTokenCreateRequest {
         products: None,
         webhook: None,
         access_token: None,
+        update: None,
     }
 }

@@ -110,8 +110,7 @@ pub async fn set_error(
 }
 
 /// Clear the item's error if it is one of `codes` (and only then): the login repaired
-/// (`ITEM_LOGIN_REQUIRED`), or the user back through Link's update mode (also consent about
-/// to expire, or the connection about to end).
+/// (`ITEM_LOGIN_REQUIRED`).
 pub async fn clear_error(pool: &PgPool, item_id: &str, codes: &[&str]) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE plaid_items SET error_code = NULL, error_message = NULL, error_since = NULL, updated_at = now()
@@ -119,6 +118,84 @@ pub async fn clear_error(pool: &PgPool, item_id: &str, codes: &[&str]) -> Result
     )
     .bind(item_id)
     .bind(codes)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Errors a sync cannot get past: only the user (through Link's update mode, or at the
+/// bank) or linking again mends them. Items with one are not polled; any other error (the
+/// bank or Plaid down, a rate limit, a failed sync) is retried.
+pub const BLOCKING_ERRORS: &[&str] = &[
+    "ITEM_LOGIN_REQUIRED",
+    "ITEM_LOCKED",
+    "USER_SETUP_REQUIRED",
+    "ACCESS_NOT_GRANTED",
+    "ADDITIONAL_CONSENT_REQUIRED",
+    "NO_ACCOUNTS",
+    "USER_PERMISSION_REVOKED",
+    "USER_ACCOUNT_REVOKED",
+    "ITEM_NOT_FOUND",
+    "INVALID_ACCESS_TOKEN",
+    "INSTITUTION_NO_LONGER_SUPPORTED",
+];
+
+/// The item's error, if it is one a sync cannot get past ([`BLOCKING_ERRORS`]).
+pub async fn blocking_error(pool: &PgPool, item_id: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT error_code FROM plaid_items WHERE item_id = $1 AND error_code = ANY($2)",
+    )
+    .bind(item_id)
+    .bind(BLOCKING_ERRORS)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Errors the user mends in Link's update mode (or at the bank, then in Link).
+const LINK_MENDS: &[&str] = &["ITEM_LOGIN_REQUIRED", "ITEM_LOCKED"];
+
+/// Notices: the item works, but its user should go through Link's update mode soon.
+pub const NOTICES: &[&str] = &[
+    "PENDING_EXPIRATION",
+    "PENDING_DISCONNECT",
+    "NEW_ACCOUNTS_AVAILABLE",
+];
+
+/// Whether the item needs its user on the Link page (update mode): a login to repair, or a
+/// notice (consent ending, new accounts).
+pub fn needs_link(error_code: Option<&str>, notice_code: Option<&str>) -> bool {
+    error_code.is_some_and(|c| LINK_MENDS.contains(&c)) || notice_code.is_some()
+}
+
+/// Record a notice Plaid sent for the item (see [`NOTICES`]); `notice_since` keeps the first
+/// time this code was seen. A sync leaves it; Link's update mode clears it
+/// ([`relinked`]).
+pub async fn set_notice(pool: &PgPool, item_id: &str, code: &str) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE plaid_items SET notice_code = $2, updated_at = now(),
+             notice_since = CASE WHEN notice_code IS NOT DISTINCT FROM $2 THEN coalesce(notice_since, now()) ELSE now() END
+         WHERE item_id = $1",
+    )
+    .bind(item_id)
+    .bind(code)
+    .execute(pool)
+    .await?;
+    Ok(updated.rows_affected() > 0)
+}
+
+/// The user has been through Link's update mode for the item: a login error it mends and
+/// any notice are cleared.
+pub async fn relinked(pool: &PgPool, item_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE plaid_items
+            SET notice_code = NULL, notice_since = NULL, updated_at = now(),
+                error_message = CASE WHEN error_code = ANY($2) THEN NULL ELSE error_message END,
+                error_since = CASE WHEN error_code = ANY($2) THEN NULL ELSE error_since END,
+                error_code = CASE WHEN error_code = ANY($2) THEN NULL ELSE error_code END
+          WHERE item_id = $1",
+    )
+    .bind(item_id)
+    .bind(LINK_MENDS)
     .execute(pool)
     .await?;
     Ok(())
@@ -143,21 +220,27 @@ pub async fn transaction_count(pool: &PgPool, item_id: &str) -> Result<i64, sqlx
         .await
 }
 
-/// Items with no successful sync for `older_than` (or none ever), leaving out those that
-/// need their user (an error code is set: a sync would only fail again).
+/// Items with no successful sync for `older_than` (or none ever) and no attempt for
+/// `older_than` or an hour, whichever is shorter (a failing bank is retried hourly, not at
+/// every look), leaving out those with an error only their user can mend
+/// ([`BLOCKING_ERRORS`]: a sync would only fail again).
 pub async fn due_for_poll(
     pool: &PgPool,
     older_than: std::time::Duration,
 ) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT i.item_id FROM plaid_items i
-         WHERE i.error_code IS NULL
+         WHERE (i.error_code IS NULL OR i.error_code <> ALL($2))
            AND coalesce((SELECT max(l.finished_at) FROM sync_log l
                          WHERE l.item_id = i.item_id AND l.outcome = 'ok'), '-infinity')
                < now() - make_interval(secs => $1)
+           AND coalesce((SELECT max(l.started_at) FROM sync_log l WHERE l.item_id = i.item_id),
+                        '-infinity')
+               < now() - make_interval(secs => least($1, 3600))
          ORDER BY i.item_id",
     )
     .bind(older_than.as_secs_f64())
+    .bind(BLOCKING_ERRORS)
     .fetch_all(pool)
     .await
 }
@@ -178,6 +261,9 @@ pub struct ItemStatus {
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub error_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// A notice (see [`NOTICES`]) and since when.
+    pub notice_code: Option<String>,
+    pub notice_since: Option<chrono::DateTime<chrono::Utc>>,
     pub last_synced_at: Option<chrono::DateTime<chrono::Utc>>,
     pub accounts: i64,
     pub transactions: i64,
@@ -191,7 +277,8 @@ pub struct ItemStatus {
 pub async fn statuses(pool: &PgPool, item: Option<&str>) -> Result<Vec<ItemStatus>, sqlx::Error> {
     sqlx::query_as(
         "SELECT i.item_id, coalesce(i.institution_name, i.institution_id) AS institution, i.environment,
-                i.error_code, i.error_message, i.error_since, i.last_synced_at,
+                i.error_code, i.error_message, i.error_since, i.notice_code, i.notice_since,
+                i.last_synced_at,
                 (SELECT count(*) FROM plaid_accounts a WHERE a.item_id = i.item_id) AS accounts,
                 (SELECT count(*) FROM plaid_transactions t WHERE t.item_id = i.item_id) AS transactions,
                 (SELECT string_agg(a.name || coalesce(' ••' || a.mask, ''), ', ' ORDER BY a.name)

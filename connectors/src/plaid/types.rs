@@ -209,6 +209,17 @@ pub struct LinkTokenCreateRequest {
     pub webhook: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_token: Option<String>,
+    /// Update mode's options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<LinkTokenUpdate>,
+}
+
+/// `LinkTokenCreateRequestUpdate`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkTokenUpdate {
+    /// Let the user choose accounts to share (those a `NEW_ACCOUNTS_AVAILABLE` announced).
+    #[serde(default)]
+    pub account_selection_enabled: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

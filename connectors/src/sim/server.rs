@@ -704,16 +704,35 @@ async fn fire_webhook(
 ) -> Result<Response, PlaidErr> {
     let req: FireWebhookRequest = parse(&sim, &headers, &body)?;
     let item_id = item_for_token(&sim, &req.access_token)?;
+    // Plaid's list of codes this endpoint fires (PLAID-API.md §2.4).
     const CODES: &[&str] = &[
         "DEFAULT_UPDATE",
         "NEW_ACCOUNTS_AVAILABLE",
         "USER_PERMISSION_REVOKED",
+        "USER_ACCOUNT_REVOKED",
         "PENDING_DISCONNECT",
-        "PENDING_EXPIRATION",
         "LOGIN_REPAIRED",
         "SYNC_UPDATES_AVAILABLE",
         "ERROR",
     ];
+    // Codes of products the simulator's items do not have.
+    const OTHER_PRODUCTS: &[&str] = &[
+        "SMS_MICRODEPOSITS_VERIFICATION",
+        "AUTHORIZATION_GRANTED",
+        "RECURRING_TRANSACTIONS_UPDATE",
+        "PRODUCT_READY",
+    ];
+    if OTHER_PRODUCTS.contains(&req.webhook_code.as_str()) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "SANDBOX_ERROR",
+            "SANDBOX_PRODUCT_NOT_ENABLED",
+            &format!(
+                "the Item does not have the product that sends {}",
+                req.webhook_code
+            ),
+        ));
+    }
     if !CODES.contains(&req.webhook_code.as_str()) {
         return Err(invalid_request(
             "INVALID_FIELD",

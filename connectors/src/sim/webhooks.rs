@@ -111,8 +111,8 @@ impl WebhookSigner {
 }
 
 impl super::Simulator {
-    /// Send a webhook (in the background) as Plaid does: signed afresh at each attempt, retried on any non-2xx
-    /// answer or none within 10 s, after the first retry delay (30 s, or the test's
+    /// Send a webhook (in the background) as Plaid does: signed afresh at each attempt,
+    /// retried on any answer but 200 or none within 10 s, after the first retry delay (30 s, or the test's
     /// `SimConfig::webhook_retry`) times 4 for each further attempt, [`DELIVERY_RETRIES`]
     /// times at most. Every attempt is recorded ([`super::Simulator::deliveries`]).
     pub fn send_webhook(&self, url: String, payload: Value) {
@@ -142,7 +142,8 @@ impl super::Simulator {
                     at: chrono::Utc::now(),
                 });
                 match result {
-                    Ok(r) if r.status().is_success() => return,
+                    // Plaid retries on anything but 200 (PLAID-API.md §5).
+                    Ok(r) if r.status() == reqwest::StatusCode::OK => return,
                     Ok(r) => {
                         tracing::warn!(%url, status = %r.status(), attempt, "webhook receiver refused the webhook")
                     }

@@ -73,7 +73,29 @@ async fn forged_webhooks_are_refused_and_change_nothing(pool: sqlx::PgPool) {
         }
     };
 
+    // The item needs its user: a forged LOGIN_REPAIRED must not clear that.
+    finq_connectors::plaid::items::set_error(
+        &pool,
+        &item,
+        "ITEM_LOGIN_REQUIRED",
+        Some(finq_connectors::sim::webhooks::LOGIN_REQUIRED_MESSAGE),
+    )
+    .await
+    .unwrap();
+    let item_row = || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, Value>("SELECT to_jsonb(i) FROM plaid_items i")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let item_before = item_row().await;
+
     let kid = sim.webhook_key_id();
+    let repaired = webhook_payload("LOGIN_REPAIRED", &item, 0);
+    let repaired_body = sim.sign_webhook(&repaired).0;
     let sync = webhook_payload("SYNC_UPDATES_AVAILABLE", &item, 0);
     let (body, genuine) = sim.sign_webhook(&sync);
     let error = webhook_payload("ERROR", &item, 0);
@@ -245,6 +267,30 @@ async fn forged_webhooks_are_refused_and_change_nothing(pool: sqlx::PgPool) {
             Some(genuine.clone()),
         ),
         (
+            "a genuine JWT on a forged LOGIN_REPAIRED body",
+            repaired_body.clone(),
+            Some(genuine.clone()),
+        ),
+        (
+            "LOGIN_REPAIRED signed by another key under Plaid's kid",
+            repaired_body.clone(),
+            Some(another.sign(&repaired).1),
+        ),
+        (
+            "LOGIN_REPAIRED with alg none",
+            repaired_body.clone(),
+            Some(raw_jwt(
+                json!({ "alg": "none", "kid": kid }),
+                &claims(&repaired_body, now()),
+                b"",
+            )),
+        ),
+        (
+            "a genuine LOGIN_REPAIRED six minutes old",
+            repaired_body.clone(),
+            Some(sim.sign_webhook_at(&repaired, now() - 360).1),
+        ),
+        (
             "iat six minutes old",
             body.clone(),
             Some(sim.sign_webhook_at(&sync, now() - 360).1),
@@ -286,7 +332,11 @@ async fn forged_webhooks_are_refused_and_change_nothing(pool: sqlx::PgPool) {
     assert_eq!(count("SELECT count(*) FROM jobs").await, 0);
     assert_eq!(count("SELECT count(*) FROM sync_log").await, 0);
     assert_eq!(count("SELECT count(*) FROM plaid_transactions").await, 0);
-    assert_eq!(finq_e2e::error_code(&pool, &item).await, None);
+    assert_eq!(item_row().await, item_before, "the item was touched");
+    assert_eq!(
+        finq_e2e::error_code(&pool, &item).await.as_deref(),
+        Some("ITEM_LOGIN_REQUIRED")
+    );
 
     // A genuine webhook replayed ten times at once: every copy is stored, and they make at
     // most one waiting sync (two if the worker took the first meanwhile).

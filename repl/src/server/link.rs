@@ -248,16 +248,7 @@ async fn exchange(
     let item_id = match req.item {
         Some(item_id) => {
             items::get(&app.pool, &item_id).await?;
-            items::clear_error(
-                &app.pool,
-                &item_id,
-                &[
-                    "ITEM_LOGIN_REQUIRED",
-                    "PENDING_EXPIRATION",
-                    "PENDING_DISCONNECT",
-                ],
-            )
-            .await?;
+            items::relinked(&app.pool, &item_id).await?;
             tracing::info!(%item_id, "login repaired through Link");
             item_id
         }

@@ -98,7 +98,11 @@ pub struct ServeOptions {
     pub loopback_only: bool,
 }
 
-/// The queue's worker; [`Worker::shutdown`] lets the running job finish.
+/// How long stopping waits for a running job (a first sync of years of history can take
+/// minutes; a service manager kills what does not stop within its own timeout).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// The queue's worker; [`Worker::shutdown`] lets the running job finish, for a while.
 pub struct Worker {
     stop: tokio::sync::watch::Sender<bool>,
     handle: std::thread::JoinHandle<()>,
@@ -106,10 +110,30 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// Stop taking jobs and wait up to [`SHUTDOWN_GRACE`] for the running one.
     pub async fn shutdown(self) {
+        self.shutdown_within(SHUTDOWN_GRACE).await
+    }
+
+    /// Stop taking jobs and wait up to `grace` for the running one. A job still running
+    /// then is released: the next start runs it at once (a sync interrupted at any point
+    /// loses nothing), instead of after its lease.
+    pub async fn shutdown_within(self, grace: Duration) {
         let _ = self.stop.send(true);
         let handle = self.handle;
-        let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        let joined = tokio::task::spawn_blocking(move || handle.join());
+        if tokio::time::timeout(grace, joined).await.is_err() {
+            match jobs::release_running(&self.state.app.pool).await {
+                Ok(n) => tracing::warn!(
+                    jobs = n,
+                    grace_s = grace.as_secs_f64(),
+                    "a job was still running when the server stopped: it runs again at the next start"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not release the running job; it runs again when its lease ends")
+                }
+            }
+        }
         let mut links = self.state.links.lock().await;
         std::mem::replace(&mut *links, Connections::new(&self.state.app.settings))
             .stop()
@@ -138,7 +162,9 @@ pub fn router(app: App, options: ServeOptions) -> (Router, Worker) {
         .route("/healthz", get(healthz))
         .route(
             "/plaid/webhook",
-            post(webhook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
+            post(webhook)
+                .fallback(wrong_method)
+                .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
         )
         .merge(link::routes(state.clone()))
         .layer(
@@ -319,10 +345,21 @@ async fn work(app: App, state: Arc<ServerState>, mut stop: tokio::sync::watch::R
         if *stop.borrow() {
             return;
         }
-        if !poll_after.is_zero() && last_poll.is_none_or(|t| t.elapsed() >= POLL_EVERY) {
+        if last_poll.is_none_or(|t| t.elapsed() >= POLL_EVERY) {
             last_poll = Some(std::time::Instant::now());
-            if let Err(e) = poll(&app, poll_after).await {
+            if !poll_after.is_zero()
+                && let Err(e) = poll(&app, poll_after).await
+            {
                 tracing::error!(error = %e, "could not look for items to poll");
+            }
+            match jobs::prune_webhooks(&app.pool).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    webhooks = n,
+                    days = jobs::WEBHOOKS_KEPT_DAYS,
+                    "forgot old webhooks"
+                ),
+                Err(e) => tracing::error!(error = %e, "could not prune old webhooks"),
             }
         }
         match step(&app).await {
@@ -365,10 +402,17 @@ pub async fn step(app: &App) -> Result<bool> {
             tracing::info!("sync done");
             jobs::complete(&app.pool, job.id).await?;
         }
-        Err(error) => {
-            tracing::error!(%error, "sync failed; it will be retried");
-            jobs::fail(&app.pool, job.id, &error).await?;
-        }
+        Err(error) => match items::blocking_error(&app.pool, &job.item_id).await? {
+            // Retrying cannot mend what only the user can: the job ends here.
+            Some(code) => {
+                tracing::warn!(%error, %code, "sync failed: the item needs its user, not retried");
+                jobs::abandon(&app.pool, job.id, &error).await?;
+            }
+            None => {
+                tracing::error!(%error, "sync failed; it will be retried");
+                jobs::fail(&app.pool, job.id, &error).await?;
+            }
+        },
     }
     Ok(true)
 }
@@ -388,8 +432,13 @@ async fn healthz(State(state): State<Arc<ServerState>>) -> (StatusCode, axum::Js
 enum Action {
     /// New or changed transactions (or a repaired login, or new accounts): sync the item.
     Sync,
-    /// Record this error code on the item (`finq items` shows it).
+    /// Record this error code on the item (`finq items` shows it). Webhooks come out of
+    /// order (a retried `ERROR` after `LOGIN_REPAIRED`): an `ERROR` also queues a sync,
+    /// which clears the error if the item works, and is not retried if it does not.
     ItemError(String),
+    /// Record this notice on the item: it works, but its user should go through Link's
+    /// update mode (`finq items` says so; a sync neither needs nor clears it).
+    Notice(String),
     /// The login works again: clear the item's error, and sync.
     Repaired,
     /// Nothing to do; stored and acknowledged.
@@ -410,15 +459,15 @@ fn action(kind: &str, code: &str, payload: &Value) -> Action {
             Some(c) => Action::ItemError(c.to_string()),
             None => Action::Nothing,
         },
-        (
-            "ITEM",
-            "PENDING_EXPIRATION"
-            | "PENDING_DISCONNECT"
-            | "USER_PERMISSION_REVOKED"
-            | "USER_ACCOUNT_REVOKED",
-        ) => Action::ItemError(code.to_string()),
+        ("ITEM", "USER_PERMISSION_REVOKED" | "USER_ACCOUNT_REVOKED") => {
+            Action::ItemError(code.to_string())
+        }
+        // New accounts are shared through Link's update mode (account selection), not by
+        // a sync.
+        ("ITEM", "PENDING_EXPIRATION" | "PENDING_DISCONNECT" | "NEW_ACCOUNTS_AVAILABLE") => {
+            Action::Notice(code.to_string())
+        }
         ("ITEM", "LOGIN_REPAIRED") => Action::Repaired,
-        ("ITEM", "NEW_ACCOUNTS_AVAILABLE") => Action::Sync,
         _ => Action::Nothing,
     }
 }
@@ -432,17 +481,37 @@ fn unavailable(e: &dyn std::fmt::Display) -> (StatusCode, axum::Json<Value>) {
     )
 }
 
+/// Anything but a POST to the webhook path: refused, and logged with the reason.
+async fn wrong_method(method: axum::http::Method) -> (StatusCode, axum::Json<Value>) {
+    tracing::warn!(reason = %format!("method {method}, not POST"), "webhook refused");
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(json!({ "error": "webhooks are POSTed" })),
+    )
+}
+
 async fn webhook(
     State(state): State<Arc<ServerState>>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> (StatusCode, axum::Json<Value>) {
+    // A body over the limit (or one that could not be read) is refused with its reason.
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            tracing::warn!(reason = %rejection.body_text(), "webhook refused");
+            return (
+                rejection.status(),
+                axum::Json(json!({ "error": rejection.body_text() })),
+            );
+        }
+    };
     let token = headers
         .get("plaid-verification")
         .and_then(|v| v.to_str().ok());
     if let Err(e) = state.verifier.verify(token, &body).await {
         if e.is_transient() {
-            tracing::error!(reason = %e, "webhook not verified: its key could not be fetched");
+            tracing::warn!(reason = %e, "webhook not verified for now: Plaid will send it again");
             // Not a refusal: Plaid retries.
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -456,6 +525,7 @@ async fn webhook(
         );
     }
     let Ok(payload) = serde_json::from_slice::<Value>(&body) else {
+        tracing::warn!(reason = "the body is not JSON", "webhook refused");
         return (
             StatusCode::BAD_REQUEST,
             axum::Json(json!({ "error": "body is not JSON" })),
@@ -487,6 +557,9 @@ async fn webhook(
                     .await
                     .map(|_| ())
             }
+            Action::Notice(c) => items::set_notice(&state.app.pool, &item_id, c)
+                .await
+                .map(|_| ()),
             Action::Repaired => {
                 items::clear_error(&state.app.pool, &item_id, &["ITEM_LOGIN_REQUIRED"]).await
             }
@@ -500,8 +573,10 @@ async fn webhook(
         .intake
         .store(Received {
             body,
-            job: matches!(action, Action::Sync | Action::Repaired).then_some(SYNC_JOB),
-            health: matches!(action, Action::ItemError(_)),
+            job: (matches!(action, Action::Sync | Action::Repaired)
+                || (matches!(action, Action::ItemError(_)) && code == "ERROR"))
+                .then_some(SYNC_JOB),
+            health: matches!(action, Action::ItemError(_) | Action::Notice(_)),
             kind,
             code,
             item_id: item_id.clone(),
@@ -851,23 +926,101 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
 
-        // Item health: an ERROR webhook is recorded on the item, LOGIN_REPAIRED clears it
-        // and queues a sync.
+        let idle = || {
+            let pool = pool.clone();
+            async move {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+                while sqlx::query_scalar::<_, i64>(
+                    "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')",
+                )
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                    > 0
+                {
+                    assert!(std::time::Instant::now() < deadline, "jobs never ran");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        };
+        // Item health: the bank wants a new login. Its ERROR webhook is recorded on the
+        // item and queues a sync to confirm it, which fails and is not retried.
+        assert!(sim.reset_login(&item));
         let error = finq_connectors::sim::webhook_payload("ERROR", &item, 0);
         let (b, t) = sim.sign_webhook(&error);
-        let (_, r) = call("POST", "/plaid/webhook", b, Some(t)).await;
-        assert_eq!(r["status"], "recorded");
+        let (_, r) = call("POST", "/plaid/webhook", b.clone(), Some(t)).await;
+        assert!(
+            matches!(r["status"].as_str(), Some("queued" | "coalesced")),
+            "{r}"
+        );
         let code = finq_e2e::error_code(&pool, &item).await;
         assert_eq!(code.as_deref(), Some("ITEM_LOGIN_REQUIRED"));
+        idle().await;
+        let (failed, attempts): (String, i32) =
+            sqlx::query_as("SELECT state, attempts FROM jobs ORDER BY id DESC LIMIT 1")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!((failed.as_str(), attempts), ("failed", 1));
+        let code = finq_e2e::error_code(&pool, &item).await;
+        assert_eq!(code.as_deref(), Some("ITEM_LOGIN_REQUIRED"));
+        // LOGIN_REPAIRED clears it and queues a sync.
+        assert!(sim.repair_login(&item));
         let repaired = finq_connectors::sim::webhook_payload("LOGIN_REPAIRED", &item, 0);
-        let (b, t) = sim.sign_webhook(&repaired);
-        let (_, r) = call("POST", "/plaid/webhook", b, Some(t)).await;
+        let (rb, rt) = sim.sign_webhook(&repaired);
+        let (_, r) = call("POST", "/plaid/webhook", rb, Some(rt)).await;
         assert!(
             matches!(r["status"].as_str(), Some("queued" | "coalesced")),
             "{r}"
         );
         let code = finq_e2e::error_code(&pool, &item).await;
         assert_eq!(code, None);
+        idle().await;
+        // The ERROR again, late (Plaid retries, and webhooks come out of order): the sync
+        // it queues finds the item working and clears it.
+        let (_, t) = sim.sign_webhook(&error);
+        let (_, r) = call("POST", "/plaid/webhook", b, Some(t)).await;
+        assert!(
+            matches!(r["status"].as_str(), Some("queued" | "coalesced")),
+            "{r}"
+        );
+        idle().await;
+        assert_eq!(finq_e2e::error_code(&pool, &item).await, None);
+        // A notice (consent ends soon) is not an error: recorded apart, left by the sync
+        // that follows, cleared when the user has been through Link's update mode.
+        let expiring = finq_connectors::sim::webhook_payload("PENDING_EXPIRATION", &item, 0);
+        let (b, t) = sim.sign_webhook(&expiring);
+        let (_, r) = call("POST", "/plaid/webhook", b, Some(t)).await;
+        assert_eq!(r["status"], "recorded");
+        let notice = || {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, Option<String>>("SELECT notice_code FROM plaid_items")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(notice().await.as_deref(), Some("PENDING_EXPIRATION"));
+        assert_eq!(finq_e2e::error_code(&pool, &item).await, None);
+        let synced_before: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM sync_log WHERE outcome = 'ok'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        let (b, t) = sim.sign_webhook(&sync);
+        let (_, r) = call("POST", "/plaid/webhook", b, Some(t)).await;
+        assert!(
+            matches!(r["status"].as_str(), Some("queued" | "coalesced")),
+            "{r}"
+        );
+        idle().await;
+        let synced_after: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM sync_log WHERE outcome = 'ok'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert!(synced_after > synced_before);
 
         // Polling: the item synced a moment ago is not due after 6 hours; with no webhook
         // for a while it is, and polling twice queues one sync.
@@ -877,23 +1030,28 @@ mod tests {
             .execute(&pool)
             .await
             .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while sqlx::query_scalar::<_, i64>("SELECT count(*) FROM jobs WHERE state <> 'done'")
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-            > 0
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the repaired item's sync did not finish"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        sqlx::query("UPDATE sync_log SET finished_at = now() - interval '7 hours'")
-            .execute(&pool)
-            .await
-            .unwrap();
+        idle().await;
+        let synced_ago = |h: u64| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query(
+                    "UPDATE sync_log SET finished_at = now() - make_interval(hours => $1),
+                                         started_at = now() - make_interval(hours => $1)",
+                )
+                .bind(h as i32)
+                .execute(&pool)
+                .await
+                .unwrap();
+            }
+        };
+        assert_eq!(
+            notice().await.as_deref(),
+            Some("PENDING_EXPIRATION"),
+            "a sync leaves a notice"
+        );
+        items::relinked(&pool, &item).await.unwrap();
+        assert_eq!(notice().await, None);
+        synced_ago(7).await;
         assert_eq!(poll(&app_handle, hours(6)).await.unwrap(), 1);
         // An item that needs its user is left alone.
         sqlx::query("UPDATE plaid_items SET error_code = 'ITEM_LOGIN_REQUIRED'")
@@ -901,6 +1059,40 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(poll(&app_handle, hours(6)).await.unwrap(), 0);
+        // One whose syncs failed for a passing reason (the bank down, a failed sync) is
+        // polled again, but not at every look: an hour after its last attempt. (Asked of
+        // the store, which queues nothing for the worker to run meanwhile.)
+        let due = || {
+            let pool = pool.clone();
+            async move { items::due_for_poll(&pool, hours(6)).await.unwrap().len() }
+        };
+        for code in ["SYNC_FAILED", "INSTITUTION_DOWN", "INTERNAL_SERVER_ERROR"] {
+            idle().await;
+            sqlx::query("UPDATE plaid_items SET error_code = $1")
+                .bind(code)
+                .execute(&pool)
+                .await
+                .unwrap();
+            synced_ago(7).await;
+            assert_eq!(due().await, 1, "{code}");
+            sqlx::query(
+                "INSERT INTO sync_log (item_id, started_at, finished_at, outcome, error)
+                 SELECT item_id, now() - interval '10 minutes', now() - interval '10 minutes', 'error', $1
+                 FROM plaid_items",
+            )
+            .bind(code)
+            .execute(&pool)
+            .await
+            .unwrap();
+            assert_eq!(due().await, 0, "{code}");
+        }
+        // A notice (consent ending soon) does not stop polling: the item still works.
+        sqlx::query("UPDATE plaid_items SET error_code = NULL, notice_code = 'PENDING_EXPIRATION'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        synced_ago(7).await;
+        assert_eq!(due().await, 1);
     }
 
     /// Webhooks arriving together are stored in shared batches: every one is kept, each
@@ -968,6 +1160,66 @@ mod tests {
         worker.shutdown().await;
     }
 
+    /// Stopping waits for a running job only so long: a sync still under way is left for
+    /// the next start, released at once rather than after its lease.
+    #[sqlx::test(migrator = "finq_core::MIGRATOR")]
+    async fn stopping_does_not_wait_forever_for_a_running_job(pool: sqlx::PgPool) {
+        let s = setup(&pool, 4, 50).await;
+        let (_router, worker) = router(
+            s.app.clone(),
+            ServeOptions {
+                secret: OwnerSecret::random(),
+                loopback_only: true,
+            },
+        );
+        // Every answer from Plaid now takes three seconds.
+        s.sim.set_faults(finq_connectors::sim::faults::Faults {
+            latency_ms: 3_000,
+            ..Default::default()
+        });
+        let mut tx = pool.begin().await.unwrap();
+        jobs::enqueue_spaced(&mut tx, SYNC_JOB, &s.item, Duration::ZERO)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        worker.state.wake.notify_one();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while sqlx::query_scalar::<_, i64>("SELECT count(*) FROM jobs WHERE state = 'running'")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            == 0
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the job did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let t = std::time::Instant::now();
+        worker.shutdown_within(Duration::from_millis(300)).await;
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        let free: bool =
+            sqlx::query_scalar("SELECT lease_until < now() FROM jobs WHERE state = 'running'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert!(free, "the running job is released for the next start");
+        // The abandoned worker still ends its job (in a process that exits it would not),
+        // and lets go of the database before the test's is dropped.
+        s.sim.set_faults(Default::default());
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while sqlx::query_scalar::<_, i64>("SELECT count(*) FROM jobs WHERE state = 'running'")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            > 0
+        {
+            assert!(std::time::Instant::now() < deadline, "the job never ended");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// A webhook PostgreSQL refuses (a NUL in its item id, which `text` cannot hold)
     /// fails alone: the rest of its batch is stored.
     #[sqlx::test(migrator = "finq_core::MIGRATOR")]
@@ -1021,19 +1273,18 @@ mod tests {
             action("ITEM", "ERROR", &error),
             Action::ItemError("ITEM_LOGIN_REQUIRED".into())
         );
+        for code in ["USER_PERMISSION_REVOKED", "USER_ACCOUNT_REVOKED"] {
+            assert_eq!(action("ITEM", code, &none), Action::ItemError(code.into()));
+        }
         for code in [
             "PENDING_EXPIRATION",
             "PENDING_DISCONNECT",
-            "USER_PERMISSION_REVOKED",
-            "USER_ACCOUNT_REVOKED",
+            "NEW_ACCOUNTS_AVAILABLE",
         ] {
-            assert_eq!(action("ITEM", code, &none), Action::ItemError(code.into()));
+            assert_eq!(action("ITEM", code, &none), Action::Notice(code.into()));
+            assert!(items::NOTICES.contains(&code));
         }
         assert_eq!(action("ITEM", "LOGIN_REPAIRED", &none), Action::Repaired);
-        assert_eq!(
-            action("ITEM", "NEW_ACCOUNTS_AVAILABLE", &none),
-            Action::Sync
-        );
         assert_eq!(
             action("ITEM", "WEBHOOK_UPDATE_ACKNOWLEDGED", &none),
             Action::Nothing

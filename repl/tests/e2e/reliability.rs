@@ -285,9 +285,35 @@ async fn items_show_health_in_words_and_repair_clears_it(pool: PgPool) {
         )
     };
     assert!(output(finq_sync(&s)).0);
+    // A second bank: its sync goes on while the first one's fails.
+    let client = PlaidClient::new(&s.base_url, "id", SecretString::from("secret"));
+    let other = link_sandbox_institution(
+        &pool,
+        &client,
+        &TokenVault::from_key(&KEY),
+        "ins_109512",
+        "sim",
+        None,
+        |_| None,
+    )
+    .await
+    .unwrap()
+    .item_id;
     s.sim.reset_login(&s.item);
     let (ok, stdout, stderr) = items(&["sync"]);
     assert!(!ok, "a failed connection makes the exit code non-zero");
+    let (other_ok, other_rows): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM sync_log WHERE item_id = $1 AND outcome = 'ok'),
+                (SELECT count(*) FROM plaid_transactions WHERE item_id = $1)",
+    )
+    .bind(&other)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        other_ok >= 1 && other_rows > 0,
+        "the other bank synced: {other_ok} syncs, {other_rows} transactions"
+    );
     assert!(
         stderr.contains("First Platypus Bank"),
         "the failure names the institution: {stderr}"
@@ -310,6 +336,28 @@ async fn items_show_health_in_words_and_repair_clears_it(pool: PgPool) {
     assert_eq!(v[0]["status"], "ok", "{list}");
     assert_eq!(v[0]["accounts"], 4);
 
+    // Webhooks pointed elsewhere: Plaid (here the simulator) is told, and acknowledges at
+    // the new address.
+    let (ok, _, err) = items(&["items", "webhook"]);
+    assert!(!ok && err.contains("FINQ_WEBHOOK_URL"), "{err}");
+    let (ok, _, err) = items(&["items", "webhook", "ftp://example.org/hook"]);
+    assert!(!ok && err.contains("not an http"), "{err}");
+    let hook = "http://127.0.0.1:9/plaid/webhook";
+    let (ok, out, err) = items(&["items", "webhook", hook]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains(&format!("webhooks go to {hook}")), "{out}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !s.sim.deliveries().iter().any(|d| {
+        d.url == hook && d.item_id == s.item && d.webhook_code == "WEBHOOK_UPDATE_ACKNOWLEDGED"
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no WEBHOOK_UPDATE_ACKNOWLEDGED sent to {hook}: {:?}",
+            s.sim.deliveries()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
     // Removal needs confirmation; with --yes it removes at Plaid and here.
     let (ok, _, err) = items(&["items", "remove", &s.item]);
     assert!(!ok && err.contains("--yes"), "{err}");
@@ -319,10 +367,12 @@ async fn items_show_health_in_words_and_repair_clears_it(pool: PgPool) {
         s.sim.ground_truth(&s.item).is_none(),
         "removed at the simulator too"
     );
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM plaid_transactions")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM plaid_transactions WHERE item_id = $1")
+            .bind(&s.item)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(left, 0);
 }
 
@@ -482,7 +532,6 @@ async fn a_sync_job_killed_with_its_server_runs_again_after_restart(pool: PgPool
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
     server.kill().unwrap();
     server.wait().unwrap();
     assert_eq!(
