@@ -339,6 +339,179 @@ mod tests {
         assert!(!format!("{a:?}").contains(a.expose()));
     }
 
+    /// The page and its API through the router, as the server routes them: only for the
+    /// owner (secret, loopback Host, same Origin for changes), then a link token, a new
+    /// item exchanged and queued, and update mode clearing a login error and a notice.
+    #[sqlx::test(migrator = "finq_core::MIGRATOR")]
+    async fn the_link_api_serves_its_owner_only_and_links_an_item(pool: sqlx::PgPool) {
+        use tower::ServiceExt;
+        let s = crate::server::tests::setup(&pool, 6, 40).await;
+        let secret = OwnerSecret::random();
+        let token = secret.expose().to_string();
+        let (router, worker) = crate::server::router(
+            s.app.clone(),
+            crate::server::ServeOptions {
+                secret,
+                loopback_only: true,
+            },
+        );
+        let host = "127.0.0.1:4321";
+        let call = |method: &str,
+                    path: &str,
+                    headers: Vec<(&'static str, String)>,
+                    body: Option<Value>| {
+            let router = router.clone();
+            let mut request = axum::http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", host);
+            for (k, v) in headers {
+                request = request.header(k, v);
+            }
+            let body = match body {
+                Some(b) => {
+                    request = request.header("content-type", "application/json");
+                    axum::body::Body::from(b.to_string())
+                }
+                None => axum::body::Body::empty(),
+            };
+            async move {
+                let response = router.oneshot(request.body(body).unwrap()).await.unwrap();
+                let status = response.status().as_u16();
+                let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                (status, String::from_utf8_lossy(&bytes).to_string())
+            }
+        };
+        let owner = || {
+            vec![
+                (SECRET_HEADER, token.clone()),
+                ("origin", format!("http://{host}")),
+            ]
+        };
+
+        // The page: only with the secret, only on a loopback Host.
+        assert_eq!(call("GET", "/link", vec![], None).await.0, 403);
+        assert_eq!(call("GET", "/link?token=wrong", vec![], None).await.0, 403);
+        let (status, page) = call("GET", &format!("/link?token={token}"), vec![], None).await;
+        assert_eq!(status, 200);
+        assert!(page.contains("<html"), "{page}");
+        let elsewhere = axum::http::Request::get(format!("/link?token={token}"))
+            .header("host", "finq.evil.example")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert_eq!(
+            router.clone().oneshot(elsewhere).await.unwrap().status(),
+            403
+        );
+
+        // The API: the secret, and for changes the page's own Origin.
+        let none = Some(json!({}));
+        assert_eq!(
+            call("POST", "/link/api/token", vec![], none.clone())
+                .await
+                .0,
+            403
+        );
+        let no_origin = vec![(SECRET_HEADER, token.clone())];
+        assert_eq!(
+            call("POST", "/link/api/token", no_origin, none.clone())
+                .await
+                .0,
+            403
+        );
+        let other_origin = vec![
+            (SECRET_HEADER, token.clone()),
+            ("origin", "http://evil.example".to_string()),
+        ];
+        assert_eq!(
+            call("POST", "/link/api/token", other_origin, none.clone())
+                .await
+                .0,
+            403
+        );
+        let (status, body) = call("POST", "/link/api/token", owner(), none).await;
+        assert_eq!(status, 200, "{body}");
+        let link: Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            link["link_token"].as_str().unwrap().starts_with("link-"),
+            "{link}"
+        );
+
+        // Link's onSuccess: the public token is exchanged, the item stored and queued.
+        let plaid = finq_connectors::plaid::PlaidClient::new(
+            &s.sim_server.base_url,
+            "id",
+            "secret".to_string().into(),
+        );
+        let public = plaid
+            .sandbox_public_token_create("ins_109512", None)
+            .await
+            .unwrap()
+            .public_token;
+        let (status, body) = call(
+            "POST",
+            "/link/api/exchange",
+            owner(),
+            Some(json!({ "public_token": public })),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let linked: Value = serde_json::from_str(&body).unwrap();
+        let new_item = linked["item_id"].as_str().unwrap().to_string();
+        assert_ne!(new_item, s.item);
+        assert!(
+            !linked["accounts"].as_array().unwrap().is_empty(),
+            "{linked}"
+        );
+        assert_eq!(items::list(&pool).await.unwrap().len(), 2);
+        assert!(jobs::pending(&pool, SYNC_JOB, &new_item).await.unwrap());
+
+        // Update mode for an item whose bank wants a new login and whose consent ends.
+        items::set_error(&pool, &s.item, "ITEM_LOGIN_REQUIRED", None)
+            .await
+            .unwrap();
+        items::set_notice(&pool, &s.item, "PENDING_EXPIRATION")
+            .await
+            .unwrap();
+        let (status, body) = call(
+            "POST",
+            "/link/api/token",
+            owner(),
+            Some(json!({ "item": s.item })),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = call(
+            "POST",
+            "/link/api/exchange",
+            owner(),
+            Some(json!({ "public_token": "public-sandbox-unused", "item": s.item })),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let after = items::statuses(&pool, Some(&s.item)).await.unwrap();
+        assert_eq!(
+            (
+                after[0].error_code.as_deref(),
+                after[0].notice_code.as_deref()
+            ),
+            (None, None)
+        );
+
+        // An item finq does not know.
+        let (status, _) = call(
+            "GET",
+            "/link/api/items/no-such-item",
+            vec![(SECRET_HEADER, token.clone())],
+            None,
+        )
+        .await;
+        assert_eq!(status, 404);
+        worker.shutdown().await;
+    }
+
     #[test]
     fn the_secret_is_read_from_the_query() {
         assert_eq!(
