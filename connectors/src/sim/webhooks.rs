@@ -97,6 +97,9 @@ pub struct Delivery {
     pub attempt: u32,
     /// The receiver's HTTP status; `None` when it did not answer within 10 s.
     pub status: Option<u16>,
+    /// When the attempt was sent (signed, the request on its way).
+    pub sent_at: chrono::DateTime<chrono::Utc>,
+    /// When it ended: the answer, or the give-up.
     pub at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -124,6 +127,7 @@ impl super::Simulator {
             let client = reqwest::Client::new();
             for attempt in 1..=DELIVERY_RETRIES + 1 {
                 let (body, jwt) = sim.sign_webhook(&payload);
+                let sent_at = chrono::Utc::now();
                 let result = client
                     .post(&url)
                     .header("content-type", "application/json")
@@ -139,6 +143,7 @@ impl super::Simulator {
                     item_id: item_id.clone(),
                     attempt,
                     status,
+                    sent_at,
                     at: chrono::Utc::now(),
                 });
                 match result {
