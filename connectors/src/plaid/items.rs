@@ -1,5 +1,8 @@
-//! The item store: `plaid_items` and what hangs off it. The only module that reads or
-//! writes items' rows (and opens their sealed access tokens).
+//! The item store: `plaid_items` and what hangs off it: listing, health (errors, notices,
+//! what polling may retry), opening sealed access tokens, removal. Two writes happen
+//! elsewhere, each inside a larger statement or transaction of its own: linking inserts
+//! the item with its accounts (`link`), and a sync records its outcome on the item in the
+//! statement that writes its `sync_log` entry (`sync`).
 
 use finq_core::vault::{TokenVault, VaultError};
 use secrecy::SecretString;

@@ -17,7 +17,7 @@ use chrono::Utc;
 use finq_core::vault::{TokenVault, VaultError};
 use secrecy::SecretString;
 use serde::Serialize;
-use sqlx::{PgPool, Postgres, Row, Transaction as PgTx};
+use sqlx::{PgPool, Postgres, Transaction as PgTx};
 
 use super::client::{Bytes, PlaidApiError, PlaidClient, decode};
 use super::link::upsert_accounts;
@@ -87,19 +87,22 @@ struct ItemRow {
 }
 
 async fn load_item(pool: &PgPool, vault: &TokenVault, item_id: &str) -> Result<ItemRow, SyncError> {
-    let row = sqlx::query(
-        "SELECT coalesce(institution_name, institution_id) AS institution, access_token_enc
-         FROM plaid_items WHERE item_id = $1",
-    )
-    .bind(item_id)
-    .fetch_optional(pool)
-    .await?
-    .ok_or_else(|| SyncError::UnknownItem(item_id.to_string()))?;
-    let sealed: Vec<u8> = row.get("access_token_enc");
+    let item = super::items::get(pool, item_id).await?;
     Ok(ItemRow {
-        institution: row.get("institution"),
-        token: vault.open(item_id, &sealed)?,
+        institution: item.institution,
+        token: super::items::open_token(pool, vault, item_id).await?,
     })
+}
+
+impl From<super::items::ItemError> for SyncError {
+    fn from(e: super::items::ItemError) -> Self {
+        use super::items::ItemError;
+        match e {
+            ItemError::Unknown(item) => SyncError::UnknownItem(item),
+            ItemError::Vault(e) => SyncError::Vault(e),
+            ItemError::Db(e) => SyncError::Db(e),
+        }
+    }
 }
 
 /// How one attempt at an update ended.

@@ -5,9 +5,13 @@
 //! is stored (`webhook_events`) and, when it calls for a sync, turned into a job of the
 //! PostgreSQL queue (`finq_core::jobs`) in the same transaction; the answer follows the
 //! commit; webhooks that arrive together share one statement and one commit ([`Intake`]).
-//! Item health (`ERROR`, `PENDING_EXPIRATION`, …) is recorded on the item at once. One
-//! worker runs the queued syncs through the pipeline; a job still running when the server
-//! is killed is taken again once its lease passes.
+//! Item health is recorded on the item at once: errors (`ERROR`, which also queues a sync
+//! to confirm it, revocations), and notices that leave the item working
+//! (`PENDING_EXPIRATION`, `PENDING_DISCONNECT`, `NEW_ACCOUNTS_AVAILABLE`). One worker runs
+//! the queued syncs through the pipeline, retrying failures with backoff unless the item
+//! needs its user, and polls items no webhook reached. A job still running when the server
+//! is killed runs again at the next start; a stopping server waits [`SHUTDOWN_GRACE`] for
+//! it, then releases it.
 //!
 //! [`link`]: the Link page for the owner (a per-server secret in its URL), to link a bank
 //! in a browser or repair a login.
