@@ -262,6 +262,8 @@ pub async fn update(app: &App, item_id: &str, browser: bool) -> Result<ExitCode>
         .await
         .context("the simulator did not repair the login")?;
     conns.stop().await;
+    // Through Link's update mode, as on the Link page: its login error and notices go.
+    items::relinked(&app.pool, item_id).await?;
     println!(
         "Update-mode link token {} created; the simulator completed Link, so the login is repaired.",
         link.link_token

@@ -336,6 +336,38 @@ async fn items_show_health_in_words_and_repair_clears_it(pool: PgPool) {
     assert_eq!(v[0]["status"], "ok", "{list}");
     assert_eq!(v[0]["accounts"], 4);
 
+    // A notice (consent ends soon): the item still works, and `finq items` says what to do.
+    sqlx::query("UPDATE plaid_items SET notice_code = 'PENDING_EXPIRATION', notice_since = now() WHERE item_id = $1")
+        .bind(&s.item)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (_, list, _) = items(&["items"]);
+    assert!(
+        list.contains("notice:       PENDING_EXPIRATION: Access to this bank ends soon"),
+        "{list}"
+    );
+    assert!(
+        list.contains(&format!("finq link --update {}", s.item)),
+        "{list}"
+    );
+    let (_, list, _) = items(&["items", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(
+        (&v[0]["status"], &v[0]["notice_code"], &v[0]["needs_login"]),
+        (
+            &serde_json::json!("ok"),
+            &serde_json::json!("PENDING_EXPIRATION"),
+            &serde_json::json!(true)
+        ),
+        "{list}"
+    );
+    let (ok, out, err) = items(&["link", "--update", &s.item]);
+    assert!(ok, "{out}{err}");
+    let (_, list, _) = items(&["items", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(v[0]["notice_code"], serde_json::Value::Null, "{list}");
+
     // Webhooks pointed elsewhere: Plaid (here the simulator) is told, and acknowledges at
     // the new address.
     let (ok, _, err) = items(&["items", "webhook"]);
