@@ -551,14 +551,20 @@ mod tests {
         assert!(run(conn, "LOAD httpfs").is_err());
     }
 
-    #[test]
-    fn works_offline_and_renders_every_type() {
+    /// A DuckDB file holding one empty table, in a directory removed when dropped.
+    fn one_table_file() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.duckdb");
         Connection::open(&path)
             .unwrap()
             .execute_batch("CREATE TABLE t (a INTEGER)")
             .unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn works_offline_and_renders_every_type() {
+        let (_dir, path) = one_table_file();
         for trust in [Trust::User, Trust::Model] {
             let mut engine = QueryEngine::open(&path, trust).unwrap();
             let r = engine
@@ -571,7 +577,7 @@ mod tests {
                 )
                 .unwrap();
             let row = &r.rows()[0];
-            let today = chrono::Local::now().date_naive().to_string();
+            let today = today().to_string();
             assert_eq!(row[0].as_deref(), Some("true"));
             assert_eq!(row[1].as_deref(), Some("true"));
             assert!(
@@ -597,12 +603,7 @@ mod tests {
 
     #[test]
     fn current_date_moves_on_with_the_clock_on_a_connection_kept_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.duckdb");
-        Connection::open(&path)
-            .unwrap()
-            .execute_batch("CREATE TABLE t (a INTEGER)")
-            .unwrap();
+        let (_dir, path) = one_table_file();
         for trust in [Trust::User, Trust::Model] {
             let mut engine = QueryEngine::open(&path, trust).unwrap();
             // As if the connection had been opened yesterday.

@@ -177,6 +177,13 @@ pub async fn pending(pool: &PgPool, kind: &str, item_id: &str) -> Result<bool, s
     .await
 }
 
+/// Whether any job is queued or running.
+pub async fn busy(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('queued', 'running'))")
+        .fetch_one(pool)
+        .await
+}
+
 /// Take the oldest job that is due (or whose worker's lease has passed).
 pub async fn claim(pool: &PgPool) -> Result<Option<Job>, sqlx::Error> {
     sqlx::query_as(

@@ -508,15 +508,24 @@ pub fn state_diff(got: &TxState, want: &TxState) -> String {
     format!("{} rows vs {}: {}", got.len(), want.len(), out.join("; "))
 }
 
-/// An item's recorded Plaid error code, read through the item store.
-pub async fn error_code(pool: &sqlx::PgPool, item: &str) -> Option<String> {
+/// An item's status, read through the item store.
+async fn item_status(pool: &sqlx::PgPool, item: &str) -> finq_connectors::plaid::items::ItemStatus {
     finq_connectors::plaid::items::statuses(pool, Some(item))
         .await
         .unwrap()
         .into_iter()
         .find(|s| s.item_id == item)
         .expect("a linked item")
-        .error_code
+}
+
+/// An item's recorded Plaid error code, read through the item store.
+pub async fn error_code(pool: &sqlx::PgPool, item: &str) -> Option<String> {
+    item_status(pool, item).await.error_code
+}
+
+/// An item's notice (`PENDING_EXPIRATION`, …), read through the item store.
+pub async fn notice_code(pool: &sqlx::PgPool, item: &str) -> Option<String> {
+    item_status(pool, item).await.notice_code
 }
 
 /// A query's rows on a mirror file, as text (`None` for NULL).

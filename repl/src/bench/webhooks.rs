@@ -410,12 +410,7 @@ async fn post(http: &reqwest::Client, hook: &str, body: &str, jwt: &str) -> Resu
 /// Until no sync job is queued or running.
 async fn wait_idle(pool: &PgPool) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
-    while sqlx::query_scalar::<_, bool>(
-        "SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('queued', 'running'))",
-    )
-    .fetch_one(pool)
-    .await?
-    {
+    while finq_core::jobs::busy(pool).await? {
         if Instant::now() > deadline {
             bail!("the job queue did not drain");
         }

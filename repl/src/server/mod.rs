@@ -436,9 +436,12 @@ async fn healthz(State(state): State<Arc<ServerState>>) -> (StatusCode, axum::Js
 enum Action {
     /// New or changed transactions (or a repaired login, or new accounts): sync the item.
     Sync,
-    /// Record this error code on the item (`finq items` shows it). Webhooks come out of
-    /// order (a retried `ERROR` after `LOGIN_REPAIRED`): an `ERROR` also queues a sync,
-    /// which clears the error if the item works, and is not retried if it does not.
+    /// Plaid's `ERROR`: record its code on the item (`finq items` shows it) and queue a
+    /// sync to confirm it. Webhooks come out of order (a retried `ERROR` after
+    /// `LOGIN_REPAIRED`): the sync clears the error if the item works, and is not retried
+    /// if it does not.
+    Error(String),
+    /// Record this error code on the item (access revoked).
     ItemError(String),
     /// Record this notice on the item: it works, but its user should go through Link's
     /// update mode (`finq items` says so; a sync neither needs nor clears it).
@@ -447,6 +450,21 @@ enum Action {
     Repaired,
     /// Nothing to do; stored and acknowledged.
     Nothing,
+}
+
+impl Action {
+    /// Whether it queues a sync of the item.
+    fn syncs(&self) -> bool {
+        matches!(self, Action::Sync | Action::Repaired | Action::Error(_))
+    }
+
+    /// Whether it records something on the item's health.
+    fn records_health(&self) -> bool {
+        matches!(
+            self,
+            Action::Error(_) | Action::ItemError(_) | Action::Notice(_)
+        )
+    }
 }
 
 fn action(kind: &str, code: &str, payload: &Value) -> Action {
@@ -460,7 +478,7 @@ fn action(kind: &str, code: &str, payload: &Value) -> Action {
             | "TRANSACTIONS_REMOVED",
         ) => Action::Sync,
         ("ITEM", "ERROR") => match payload["error"]["error_code"].as_str() {
-            Some(c) => Action::ItemError(c.to_string()),
+            Some(c) => Action::Error(c.to_string()),
             None => Action::Nothing,
         },
         ("ITEM", "USER_PERMISSION_REVOKED" | "USER_ACCOUNT_REVOKED") => {
@@ -468,9 +486,7 @@ fn action(kind: &str, code: &str, payload: &Value) -> Action {
         }
         // New accounts are shared through Link's update mode (account selection), not by
         // a sync.
-        ("ITEM", "PENDING_EXPIRATION" | "PENDING_DISCONNECT" | "NEW_ACCOUNTS_AVAILABLE") => {
-            Action::Notice(code.to_string())
-        }
+        ("ITEM", code) if items::NOTICES.contains(&code) => Action::Notice(code.to_string()),
         ("ITEM", "LOGIN_REPAIRED") => Action::Repaired,
         _ => Action::Nothing,
     }
@@ -555,7 +571,7 @@ async fn webhook(
     };
     if known {
         let health = match &action {
-            Action::ItemError(c) => {
+            Action::Error(c) | Action::ItemError(c) => {
                 let message = payload["error"]["error_message"].as_str();
                 items::set_error(&state.app.pool, &item_id, c, message)
                     .await
@@ -577,10 +593,8 @@ async fn webhook(
         .intake
         .store(Received {
             body,
-            job: (matches!(action, Action::Sync | Action::Repaired)
-                || (matches!(action, Action::ItemError(_)) && code == "ERROR"))
-                .then_some(SYNC_JOB),
-            health: matches!(action, Action::ItemError(_) | Action::Notice(_)),
+            job: action.syncs().then_some(SYNC_JOB),
+            health: action.records_health(),
             kind,
             code,
             item_id: item_id.clone(),
@@ -934,29 +948,38 @@ mod tests {
             let pool = pool.clone();
             async move {
                 let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-                while sqlx::query_scalar::<_, i64>(
-                    "SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')",
-                )
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-                    > 0
-                {
+                while jobs::busy(&pool).await.unwrap() {
                     assert!(std::time::Instant::now() < deadline, "jobs never ran");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
+            }
+        };
+        // A webhook that calls for a sync: queued, or joined to the waiting one.
+        let sends_sync = |payload: &Value| {
+            let (body, token) = sim.sign_webhook(payload);
+            let reply = call("POST", "/plaid/webhook", body, Some(token));
+            async move {
+                let (_, r) = reply.await;
+                assert!(
+                    matches!(r["status"].as_str(), Some("queued" | "coalesced")),
+                    "{r}"
+                );
+            }
+        };
+        let ok_syncs = || {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>("SELECT count(*) FROM sync_log WHERE outcome = 'ok'")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
             }
         };
         // Item health: the bank wants a new login. Its ERROR webhook is recorded on the
         // item and queues a sync to confirm it, which fails and is not retried.
         assert!(sim.reset_login(&item));
         let error = finq_connectors::sim::webhook_payload("ERROR", &item, 0);
-        let (b, t) = sim.sign_webhook(&error);
-        let (_, r) = call("POST", "/plaid/webhook", b.clone(), Some(t)).await;
-        assert!(
-            matches!(r["status"].as_str(), Some("queued" | "coalesced")),
-            "{r}"
-        );
+        sends_sync(&error).await;
         let code = finq_e2e::error_code(&pool, &item).await;
         assert_eq!(code.as_deref(), Some("ITEM_LOGIN_REQUIRED"));
         idle().await;
@@ -970,24 +993,18 @@ mod tests {
         assert_eq!(code.as_deref(), Some("ITEM_LOGIN_REQUIRED"));
         // LOGIN_REPAIRED clears it and queues a sync.
         assert!(sim.repair_login(&item));
-        let repaired = finq_connectors::sim::webhook_payload("LOGIN_REPAIRED", &item, 0);
-        let (rb, rt) = sim.sign_webhook(&repaired);
-        let (_, r) = call("POST", "/plaid/webhook", rb, Some(rt)).await;
-        assert!(
-            matches!(r["status"].as_str(), Some("queued" | "coalesced")),
-            "{r}"
-        );
+        sends_sync(&finq_connectors::sim::webhook_payload(
+            "LOGIN_REPAIRED",
+            &item,
+            0,
+        ))
+        .await;
         let code = finq_e2e::error_code(&pool, &item).await;
         assert_eq!(code, None);
         idle().await;
         // The ERROR again, late (Plaid retries, and webhooks come out of order): the sync
         // it queues finds the item working and clears it.
-        let (_, t) = sim.sign_webhook(&error);
-        let (_, r) = call("POST", "/plaid/webhook", b, Some(t)).await;
-        assert!(
-            matches!(r["status"].as_str(), Some("queued" | "coalesced")),
-            "{r}"
-        );
+        sends_sync(&error).await;
         idle().await;
         assert_eq!(finq_e2e::error_code(&pool, &item).await, None);
         // A notice (consent ends soon) is not an error: recorded apart, left by the sync
@@ -996,35 +1013,13 @@ mod tests {
         let (b, t) = sim.sign_webhook(&expiring);
         let (_, r) = call("POST", "/plaid/webhook", b, Some(t)).await;
         assert_eq!(r["status"], "recorded");
-        let notice = || {
-            let pool = pool.clone();
-            async move {
-                sqlx::query_scalar::<_, Option<String>>("SELECT notice_code FROM plaid_items")
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap()
-            }
-        };
+        let notice = || finq_e2e::notice_code(&pool, &item);
         assert_eq!(notice().await.as_deref(), Some("PENDING_EXPIRATION"));
         assert_eq!(finq_e2e::error_code(&pool, &item).await, None);
-        let synced_before: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM sync_log WHERE outcome = 'ok'")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        let (b, t) = sim.sign_webhook(&sync);
-        let (_, r) = call("POST", "/plaid/webhook", b, Some(t)).await;
-        assert!(
-            matches!(r["status"].as_str(), Some("queued" | "coalesced")),
-            "{r}"
-        );
+        let synced_before = ok_syncs().await;
+        sends_sync(&sync).await;
         idle().await;
-        let synced_after: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM sync_log WHERE outcome = 'ok'")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        assert!(synced_after > synced_before);
+        assert!(ok_syncs().await > synced_before);
 
         // Polling: the item synced a moment ago is not due after 6 hours; with no webhook
         // for a while it is, and polling twice queues one sync.
@@ -1275,7 +1270,7 @@ mod tests {
         let error = json!({ "error": { "error_code": "ITEM_LOGIN_REQUIRED" } });
         assert_eq!(
             action("ITEM", "ERROR", &error),
-            Action::ItemError("ITEM_LOGIN_REQUIRED".into())
+            Action::Error("ITEM_LOGIN_REQUIRED".into())
         );
         for code in ["USER_PERMISSION_REVOKED", "USER_ACCOUNT_REVOKED"] {
             assert_eq!(action("ITEM", code, &none), Action::ItemError(code.into()));

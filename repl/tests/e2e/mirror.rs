@@ -15,19 +15,39 @@ use sqlx::PgPool;
 /// The manual account the first test keeps cash in.
 const WALLET: &str = "(SELECT id FROM manual_accounts WHERE name = 'Wallet')";
 
+/// A simulated bank linked and synced, and a manual account `Wallet` holding `rows`
+/// (`(user_id, account_id, date, description, amount)` tuples).
+async fn synced_bank_and_wallet(
+    pool: &PgPool,
+    seed: u64,
+    transactions: usize,
+    rows: &str,
+) -> SimBank {
+    let bank = SimBank::start(seed, transactions).await;
+    let item = bank.link(pool).await;
+    bank.sync(pool, &item).await;
+    sqlx::query("INSERT INTO manual_accounts (user_id, name, type) VALUES (1, 'Wallet', 'cash')")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO transactions (user_id, account_id, date, description, amount) VALUES {rows}"
+    )))
+    .execute(pool)
+    .await
+    .unwrap();
+    bank
+}
+
 #[sqlx::test(migrator = "finq_core::MIGRATOR")]
 async fn mirror_matches_postgres(pool: PgPool) {
-    let bank = SimBank::start(21, 1500).await;
-    let item = bank.link(&pool).await;
-    bank.sync(&pool, &item).await;
-    sqlx::query("INSERT INTO manual_accounts (user_id, name, type) VALUES (1, 'Wallet', 'cash')")
-        .execute(&pool)
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO transactions (user_id, account_id, date, description, amount) VALUES (1, {WALLET}, '2026-11-02', 'Farmers market (cash)', -23.50), (1, {WALLET}, '2026-11-03', 'Sold a bike', 120.00)")))
-        .execute(&pool)
-        .await
-        .unwrap();
+    let _bank = synced_bank_and_wallet(
+        &pool,
+        21,
+        1500,
+        &format!("(1, {WALLET}, '2026-11-02', 'Farmers market (cash)', -23.50), (1, {WALLET}, '2026-11-03', 'Sold a bike', 120.00)"),
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("finq.duckdb");
     let report = derive_and_mirror(&pool, &path).await;
@@ -188,17 +208,13 @@ async fn every_pfc_primary_has_a_category(pool: PgPool) {
 /// mirror too.
 #[sqlx::test(migrator = "finq_core::MIGRATOR")]
 async fn a_truncated_table_is_emptied_in_the_mirror(pool: PgPool) {
-    let bank = SimBank::start(3, 40).await;
-    let item = bank.link(&pool).await;
-    bank.sync(&pool, &item).await;
-    sqlx::query("INSERT INTO manual_accounts (user_id, name, type) VALUES (1, 'Wallet', 'cash')")
-        .execute(&pool)
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO transactions (user_id, account_id, date, description, amount) VALUES (1, {WALLET}, '2026-11-02', 'Farmers market (cash)', -23.50)")))
-        .execute(&pool)
-        .await
-        .unwrap();
+    let _bank = synced_bank_and_wallet(
+        &pool,
+        3,
+        40,
+        &format!("(1, {WALLET}, '2026-11-02', 'Farmers market (cash)', -23.50)"),
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("finq.duckdb");
     derive_and_mirror(&pool, &path).await;

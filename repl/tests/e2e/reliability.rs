@@ -36,12 +36,7 @@ async fn setup(pool: &PgPool, seed: u64, transactions: usize) -> Setup {
         ..Default::default()
     });
     let base_url = serve_on_own_runtime(&sim);
-    let client = PlaidClient::new(&base_url, "id", SecretString::from("secret"));
-    let vault = TokenVault::from_key(&KEY);
-    let item = link_sandbox_institution(pool, &client, &vault, "ins_109508", "sim", None, |_| None)
-        .await
-        .unwrap()
-        .item_id;
+    let item = link(pool, &base_url, "ins_109508").await;
     // The child processes use the test's fresh database.
     let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
     let db = pool.connect_options().get_database().unwrap().to_string();
@@ -53,6 +48,23 @@ async fn setup(pool: &PgPool, seed: u64, transactions: usize) -> Setup {
         db_url: format!("{prefix}/{db}"),
         data: tempfile::tempdir().unwrap(),
     }
+}
+
+/// Link an institution of the simulator at `base_url`; the item's id.
+async fn link(pool: &PgPool, base_url: &str, institution: &str) -> String {
+    let client = PlaidClient::new(base_url, "id", SecretString::from("secret"));
+    link_sandbox_institution(
+        pool,
+        &client,
+        &TokenVault::from_key(&KEY),
+        institution,
+        "sim",
+        None,
+        |_| None,
+    )
+    .await
+    .unwrap()
+    .item_id
 }
 
 fn finq_sync(s: &Setup) -> Child {
@@ -284,21 +296,14 @@ async fn items_show_health_in_words_and_repair_clears_it(pool: PgPool) {
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
     };
+    let items_json = || {
+        let (_, list, _) = items(&["items", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+        (list, v)
+    };
     assert!(output(finq_sync(&s)).0);
     // A second bank: its sync goes on while the first one's fails.
-    let client = PlaidClient::new(&s.base_url, "id", SecretString::from("secret"));
-    let other = link_sandbox_institution(
-        &pool,
-        &client,
-        &TokenVault::from_key(&KEY),
-        "ins_109512",
-        "sim",
-        None,
-        |_| None,
-    )
-    .await
-    .unwrap()
-    .item_id;
+    let other = link(&pool, &s.base_url, "ins_109512").await;
     s.sim.reset_login(&s.item);
     let (ok, stdout, stderr) = items(&["sync"]);
     assert!(!ok, "a failed connection makes the exit code non-zero");
@@ -331,8 +336,7 @@ async fn items_show_health_in_words_and_repair_clears_it(pool: PgPool) {
 
     let (ok, out, err) = items(&["link", "--update", &s.item]);
     assert!(ok, "{out}{err}");
-    let (_, list, _) = items(&["items", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let (list, v) = items_json();
     assert_eq!(v[0]["status"], "ok", "{list}");
     assert_eq!(v[0]["accounts"], 4);
 
@@ -351,8 +355,7 @@ async fn items_show_health_in_words_and_repair_clears_it(pool: PgPool) {
         list.contains(&format!("finq link --update {}", s.item)),
         "{list}"
     );
-    let (_, list, _) = items(&["items", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let (list, v) = items_json();
     assert_eq!(
         (&v[0]["status"], &v[0]["notice_code"], &v[0]["needs_login"]),
         (
@@ -364,8 +367,7 @@ async fn items_show_health_in_words_and_repair_clears_it(pool: PgPool) {
     );
     let (ok, out, err) = items(&["link", "--update", &s.item]);
     assert!(ok, "{out}{err}");
-    let (_, list, _) = items(&["items", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let (list, v) = items_json();
     assert_eq!(v[0]["notice_code"], serde_json::Value::Null, "{list}");
 
     // Webhooks pointed elsewhere: Plaid (here the simulator) is told, and acknowledges at
