@@ -297,19 +297,30 @@ impl SimBank {
 
     /// Link First Platypus Bank; returns the item id.
     pub async fn link(&self, pool: &sqlx::PgPool) -> String {
-        finq_connectors::plaid::link::link_sandbox_institution(
-            pool,
-            &self.client,
-            &self.vault,
-            "ins_109508",
-            "sim",
-            None,
-            |_| None,
-        )
-        .await
-        .unwrap()
-        .item_id
+        link_institution(pool, &self.client, &self.vault, "ins_109508").await
     }
+}
+
+/// Link an institution of the simulator `client` talks to, as the sandbox does; the
+/// item's id.
+pub async fn link_institution(
+    pool: &sqlx::PgPool,
+    client: &finq_connectors::plaid::PlaidClient,
+    vault: &finq_core::vault::TokenVault,
+    institution: &str,
+) -> String {
+    finq_connectors::plaid::link::link_sandbox_institution(
+        pool,
+        client,
+        vault,
+        institution,
+        "sim",
+        None,
+        |_| None,
+    )
+    .await
+    .unwrap()
+    .item_id
 }
 
 /// A digest of every Plaid transaction and account row (all columns but timestamps).

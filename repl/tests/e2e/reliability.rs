@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use finq_connectors::plaid::PlaidClient;
-use finq_connectors::plaid::link::link_sandbox_institution;
 use finq_connectors::sim::{Faults, SimConfig, Simulator};
 use finq_core::vault::TokenVault;
 use finq_e2e::{TxState, serve_on_own_runtime, state_diff, state_of, stored_state};
@@ -53,18 +52,7 @@ async fn setup(pool: &PgPool, seed: u64, transactions: usize) -> Setup {
 /// Link an institution of the simulator at `base_url`; the item's id.
 async fn link(pool: &PgPool, base_url: &str, institution: &str) -> String {
     let client = PlaidClient::new(base_url, "id", SecretString::from("secret"));
-    link_sandbox_institution(
-        pool,
-        &client,
-        &TokenVault::from_key(&KEY),
-        institution,
-        "sim",
-        None,
-        |_| None,
-    )
-    .await
-    .unwrap()
-    .item_id
+    finq_e2e::link_institution(pool, &client, &TokenVault::from_key(&KEY), institution).await
 }
 
 fn finq_sync(s: &Setup) -> Child {

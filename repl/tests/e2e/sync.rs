@@ -380,18 +380,7 @@ async fn removing_an_item_drops_its_transactions_and_nothing_else(pool: PgPool) 
     sync(&bank, &pool, &kept, 500).await;
     let removed = {
         // A second institution, so two items have partitions.
-        let item = finq_connectors::plaid::link::link_sandbox_institution(
-            &pool,
-            &bank.client,
-            &bank.vault,
-            "ins_109512",
-            "sim",
-            None,
-            |_| None,
-        )
-        .await
-        .unwrap()
-        .item_id;
+        let item = finq_e2e::link_institution(&pool, &bank.client, &bank.vault, "ins_109512").await;
         sync(&bank, &pool, &item, 500).await;
         item
     };
