@@ -444,6 +444,41 @@ pub fn mirror_snapshot(path: &std::path::Path) -> Vec<(String, Vec<Vec<Option<St
         .collect()
 }
 
+/// Where each mirrored transaction comes from and what it is filled in with, in the mirror
+/// and in `unified_transactions`: (id, source, account_id, account_name, institution,
+/// item_id), sorted by id. The two must be equal.
+pub async fn transaction_origins(
+    pool: &sqlx::PgPool,
+    path: &std::path::Path,
+) -> (Vec<Vec<Option<String>>>, Vec<Vec<Option<String>>>) {
+    use finq_analytics::query::{QueryEngine, Trust};
+    let columns = "id, source, account_id, account_name, institution, item_id";
+    let mirror = QueryEngine::open(path, Trust::User)
+        .unwrap()
+        .run(&format!("SELECT {columns} FROM transactions ORDER BY id"))
+        .unwrap()
+        .rows();
+    type Row = (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let unified: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {columns} FROM unified_transactions ORDER BY id COLLATE \"C\""
+    )))
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let unified = unified
+        .into_iter()
+        .map(|(id, source, a, b, c, d)| vec![Some(id), Some(source), a, b, c, d])
+        .collect();
+    (mirror, unified)
+}
+
 /// `unified_transactions` without its change numbers, sorted, as text.
 pub async fn unified_snapshot(pool: &sqlx::PgPool) -> Vec<String> {
     sqlx::query_scalar("SELECT (to_jsonb(u) - 'seq')::text FROM unified_transactions u ORDER BY id")

@@ -15,12 +15,15 @@
 //!
 //! PostgreSQL is read in one REPEATABLE READ snapshot, as binary `COPY … TO STDOUT`
 //! decoded straight into Arrow ([`decode`]), while a DuckDB thread inserts the previous
-//! batches through DuckDB's own Arrow scan (`duck`). An incremental write first stages the
+//! batches through DuckDB's own Arrow scan (`duck`). Columns that follow from others of the
+//! row and from the few accounts and items (a transaction's source, account and bank
+//! names) are not sent but filled in ([`fill`]). An incremental write first stages the
 //! changed rows and keys in an in-memory database beside the file, then applies them in one
 //! DuckDB transaction. Writes of one mirror are serialised by the advisory lock `finq.mirror`.
 
 pub mod decode;
 mod duck;
+pub mod fill;
 pub mod tables;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +39,7 @@ use sqlx::{PgConnection, PgPool};
 
 use decode::CopyDecoder;
 use duck::{DuckWriter, STAGE, Threads};
+use fill::Filler;
 use finq_core::pipeline::ENTITY_ALL;
 use tables::{FEEDS, Follow, TABLES, TRANSACTIONS, Table, VIEWS, quote};
 
@@ -324,15 +328,16 @@ impl DuckMirror {
         let produced = async {
             // First the changes are staged in the in-memory database beside the file (PostgreSQL
             // is read meanwhile); then one transaction applies them to the file.
-            let mut apply = String::from("BEGIN TRANSACTION;\n");
+            // Statement by statement (each timed in the debug log), in one transaction.
+            let mut apply = vec![String::from("BEGIN TRANSACTION")];
             // Deletions first: a row deleted and then written again comes back below.
             for (kind, column) in [("tx_delete_item", "item_id"), ("tx_delete", "id")] {
                 let keys = keys_of(kind);
                 if !keys.is_empty() {
                     report.deletions += keys.len() as u64;
                     writer.keys(kind, keys).await;
-                    apply.push_str(&format!(
-                        "DELETE FROM transactions WHERE {column} IN (SELECT key FROM {STAGE}.keys_{kind});\n"
+                    apply.push(format!(
+                        "DELETE FROM transactions WHERE {column} IN (SELECT key FROM {STAGE}.keys_{kind})"
                     ));
                 }
             }
@@ -340,9 +345,11 @@ impl DuckMirror {
             let filter = format!("u.seq > {position} AND u.seq <= {target}");
             let into = format!("CREATE TABLE {STAGE}.delta AS");
             report.rows = stream(pg, &TRANSACTIONS, &filter, &into, &writer).await?;
-            apply.push_str(&format!(
-                "DELETE FROM transactions WHERE id IN (SELECT id FROM {STAGE}.delta);
-                 INSERT INTO transactions SELECT * FROM {STAGE}.delta;\n"
+            apply.push(format!(
+                "DELETE FROM transactions WHERE id IN (SELECT id FROM {STAGE}.delta)"
+            ));
+            apply.push(format!(
+                "INSERT INTO transactions SELECT * FROM {STAGE}.delta"
             ));
             for t in TABLES {
                 let into = format!("CREATE TABLE {STAGE}.{} AS", t.name);
@@ -351,8 +358,9 @@ impl DuckMirror {
                     Follow::Whole(kinds) => {
                         if changes.iter().any(|(k, _)| kinds.contains(&k.as_str())) {
                             stream(pg, t, "true", &into, &writer).await?;
-                            apply.push_str(&format!(
-                                "DELETE FROM {0}; INSERT INTO {0} SELECT * FROM {STAGE}.{0};\n",
+                            apply.push(format!("DELETE FROM {}", t.name));
+                            apply.push(format!(
+                                "INSERT INTO {0} SELECT * FROM {STAGE}.{0}",
                                 t.name
                             ));
                         }
@@ -372,19 +380,24 @@ impl DuckMirror {
                                           WHERE kind = '{kind}' AND seq > {position} AND seq <= {target})"
                         );
                         stream(pg, t, &filter, &into, &writer).await?;
-                        apply.push_str(&format!(
-                            "DELETE FROM {0} WHERE {key_duck} IN (SELECT key FROM {STAGE}.keys_{kind});
-                             INSERT INTO {0} SELECT * FROM {STAGE}.{0};\n",
+                        apply.push(format!(
+                            "DELETE FROM {0} WHERE {key_duck} IN (SELECT key FROM {STAGE}.keys_{kind})",
+                            t.name
+                        ));
+                        apply.push(format!(
+                            "INSERT INTO {0} SELECT * FROM {STAGE}.{0}",
                             t.name
                         ));
                     }
                 }
             }
-            apply.push_str(&format!(
-                "UPDATE {META_TABLE} SET value = '{target}' WHERE key = 'position';
-                 COMMIT;"
+            apply.push(format!(
+                "UPDATE {META_TABLE} SET value = '{target}' WHERE key = 'position'"
             ));
-            writer.sql(apply).await;
+            apply.push("COMMIT".into());
+            for statement in apply {
+                writer.sql(statement).await;
+            }
             Ok::<_, MirrorError>(())
         }
         .await;
@@ -439,9 +452,11 @@ async fn stream(
         table: table.name,
         message,
     };
-    let batches = writer.ingest(into, decode::schema_of(&table.kinds())).await;
+    let filler = Filler::load(table, pg).await?;
+    let batches = writer.ingest(into, filler.schema()).await;
     let mut copy = pg.copy_out_raw(&table.copy_sql(filter)).await?;
-    let mut decoder = CopyDecoder::new(&table.kinds(), BATCH_ROWS);
+    let sent: Vec<_> = table.sent().map(|c| (c.name, c.kind)).collect();
+    let mut decoder = CopyDecoder::new(&sent, BATCH_ROWS);
     let mut ready: Vec<RecordBatch> = Vec::new();
     let mut rows = 0u64;
     // A failed writer is reported by Writer::finish; the stream is still read to its end
@@ -470,7 +485,7 @@ async fn stream(
         }
         decoder
             .feed(&chunk, &mut |b| {
-                ready.push(b);
+                ready.push(filler.fill(b)?);
                 Ok(())
             })
             .map_err(decode_err)?;
@@ -485,7 +500,7 @@ async fn stream(
     }
     decoder
         .finish(&mut |b| {
-            ready.push(b);
+            ready.push(filler.fill(b)?);
             Ok(())
         })
         .map_err(decode_err)?;

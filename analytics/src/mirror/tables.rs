@@ -2,6 +2,7 @@
 //! language model and by any DuckDB client), and the PostgreSQL query that feeds it.
 
 use super::decode::Kind;
+use super::fill::Fill;
 
 pub struct Col {
     pub name: &'static str,
@@ -14,6 +15,8 @@ pub struct Col {
     /// spends a third of a full build trying (0.85 s of 2.2 s for a million rows, against
     /// 0.13 s uncompressed, which makes the file a fifth larger in that column only).
     pub unique: bool,
+    /// Not sent by PostgreSQL: filled in by the mirror (see [`super::fill`]).
+    pub fill: Option<Fill>,
 }
 
 /// How a table follows changes.
@@ -41,13 +44,27 @@ pub struct Table {
     pub follow: Follow,
 }
 
-const fn col(name: &'static str, kind: Kind, pg: &'static str, comment: &'static str) -> Col {
+pub(crate) const fn col(
+    name: &'static str,
+    kind: Kind,
+    pg: &'static str,
+    comment: &'static str,
+) -> Col {
     Col {
         name,
         kind,
         pg,
         comment,
         unique: false,
+        fill: None,
+    }
+}
+
+/// A text column the mirror fills in from others of the row (see [`super::fill`]).
+pub(crate) const fn filled(name: &'static str, fill: Fill, comment: &'static str) -> Col {
+    Col {
+        fill: Some(fill),
+        ..col(name, Text, "", comment)
     }
 }
 
@@ -70,10 +87,9 @@ pub const TRANSACTIONS: Table = Table {
             "u.id",
             "Unique id: 'plaid:<Plaid transaction id>' or 'manual:<n>'",
         ),
-        col(
+        filled(
             "source",
-            Text,
-            "u.source",
+            Fill::SourceOfId,
             "'plaid' (a linked bank) or 'manual'",
         ),
         col(
@@ -118,11 +134,10 @@ pub const TRANSACTIONS: Table = Table {
             "u.account_id",
             "The account (accounts.account_id): Plaid's id, or 'manual:<n>'",
         ),
-        col("account_name", Text, "u.account_name", "The account's name"),
-        col(
+        filled("account_name", Fill::AccountName, "The account's name"),
+        filled(
             "institution",
-            Text,
-            "u.institution",
+            Fill::Institution,
             "The bank's name; NULL for manual transactions",
         ),
         col(
@@ -482,9 +497,14 @@ impl Table {
         self.columns.iter().map(|c| (c.name, c.kind)).collect()
     }
 
-    /// `COPY (SELECT … FROM … WHERE filter) TO STDOUT`.
+    /// The columns PostgreSQL sends (all but the filled ones), in order.
+    pub fn sent(&self) -> impl Iterator<Item = &Col> {
+        self.columns.iter().filter(|c| c.fill.is_none())
+    }
+
+    /// `COPY (SELECT … FROM … WHERE filter) TO STDOUT` of the columns sent.
     pub fn copy_sql(&self, filter: &str) -> String {
-        let exprs: Vec<String> = self.columns.iter().map(|c| c.kind.pg(c.pg)).collect();
+        let exprs: Vec<String> = self.sent().map(|c| c.kind.pg(c.pg)).collect();
         format!(
             "COPY (SELECT {} {} WHERE {filter}) TO STDOUT (FORMAT binary)",
             exprs.join(", "),

@@ -5,7 +5,9 @@
 use std::str::FromStr;
 
 use finq_analytics::query::{QueryEngine, Trust};
-use finq_e2e::{SimBank, derive_and_mirror, mirror_snapshot, unified_snapshot};
+use finq_e2e::{
+    SimBank, derive_and_mirror, mirror_snapshot, transaction_origins, unified_snapshot,
+};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
@@ -59,6 +61,10 @@ async fn mirror_matches_postgres(pool: PgPool) {
         "the first write builds the mirror"
     );
     assert_eq!(sink.counts["rows"], 1502);
+    // The columns the mirror fills in (source, account and bank names) are those derived.
+    let (mirrored, unified) = transaction_origins(&pool, &path).await;
+    assert_eq!(mirrored.len(), 1502);
+    assert_eq!(mirrored, unified);
     // Nothing changed: nothing to do.
     let again = derive_and_mirror(&pool, &path).await;
     assert_eq!(again.steps[0].counts["upserted"], 0);
@@ -561,6 +567,11 @@ async fn incremental_pipeline_equals_a_full_rebuild(pool: PgPool) {
             );
             let got_unified = unified_snapshot(&pool).await;
             let got_mirror = mirror_snapshot(&incremental);
+            let (mirrored, unified) = transaction_origins(&pool, &incremental).await;
+            assert_eq!(
+                mirrored, unified,
+                "case {case}, after {op:?}: the mirror's filled-in columns differ from unified_transactions"
+            );
 
             // The reference, in a copy of the database (a template may have no other
             // session, so the pool closes while it is copied).
