@@ -330,27 +330,42 @@ impl DuckMirror {
             // is read meanwhile); then one transaction applies them to the file.
             // Statement by statement (each timed in the debug log), in one transaction.
             let mut apply = vec![String::from("BEGIN TRANSACTION")];
-            // Deletions first: a row deleted and then written again comes back below.
-            for (kind, column) in [("tx_delete_item", "item_id"), ("tx_delete", "id")] {
-                let keys = keys_of(kind);
-                if !keys.is_empty() {
-                    report.deletions += keys.len() as u64;
-                    writer.keys(kind, keys).await;
-                    apply.push(format!(
-                        "DELETE FROM transactions WHERE {column} IN (SELECT key FROM {STAGE}.keys_{kind})"
-                    ));
-                }
+            // Deletions first: a row deleted and then written again comes back below. The
+            // rows Plaid removed and the rows about to be written again go in one pass over
+            // the ids (each pass reads the whole column).
+            let items = keys_of("tx_delete_item");
+            if !items.is_empty() {
+                report.deletions += items.len() as u64;
+                writer.keys("tx_delete_item", items).await;
+                apply.push(format!(
+                    "DELETE FROM transactions WHERE item_id IN (SELECT key FROM {STAGE}.keys_tx_delete_item)"
+                ));
+            }
+            let mut doomed = Vec::new();
+            let removed = keys_of("tx_delete");
+            if !removed.is_empty() {
+                report.deletions += removed.len() as u64;
+                writer.keys("tx_delete", removed).await;
+                doomed.push(format!("SELECT key FROM {STAGE}.keys_tx_delete"));
             }
             // Rows written since the position, swapped in by id.
             let filter = format!("u.seq > {position} AND u.seq <= {target}");
             let into = format!("CREATE TABLE {STAGE}.delta AS");
             report.rows = stream(pg, &TRANSACTIONS, &filter, &into, &writer).await?;
-            apply.push(format!(
-                "DELETE FROM transactions WHERE id IN (SELECT id FROM {STAGE}.delta)"
-            ));
-            apply.push(format!(
-                "INSERT INTO transactions SELECT * FROM {STAGE}.delta"
-            ));
+            if report.rows > 0 {
+                doomed.push(format!("SELECT id FROM {STAGE}.delta"));
+            }
+            if !doomed.is_empty() {
+                apply.push(format!(
+                    "DELETE FROM transactions WHERE id IN ({})",
+                    doomed.join(" UNION ALL ")
+                ));
+            }
+            if report.rows > 0 {
+                apply.push(format!(
+                    "INSERT INTO transactions SELECT * FROM {STAGE}.delta"
+                ));
+            }
             for t in TABLES {
                 let into = format!("CREATE TABLE {STAGE}.{} AS", t.name);
                 match t.follow {
