@@ -196,6 +196,67 @@ pub async fn create(
     find(&mut *pool.acquire().await?, name).await
 }
 
+/// Give a manual account another name; its transactions carry the new one once derived
+/// again (a trigger asks for that).
+pub async fn rename(
+    pool: &PgPool,
+    account: &ManualAccount,
+    new_name: &str,
+) -> Result<ManualAccount, ManualError> {
+    let new_name = new_name.trim();
+    if new_name.is_empty() {
+        return Err(ManualError::EmptyName);
+    }
+    let taken: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM manual_accounts WHERE lower(name) = lower($1) AND id <> $2",
+    )
+    .bind(new_name)
+    .bind(account.id)
+    .fetch_optional(pool)
+    .await?;
+    if let Some(taken) = taken {
+        return Err(ManualError::Exists(taken));
+    }
+    let renamed =
+        sqlx::query("UPDATE manual_accounts SET name = $2, updated_at = now() WHERE id = $1")
+            .bind(account.id)
+            .bind(new_name)
+            .execute(pool)
+            .await;
+    match renamed {
+        // Taken meanwhile by another finq.
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Err(ManualError::Exists(new_name.to_string()));
+        }
+        Err(e) => return Err(e.into()),
+        Ok(r) if r.rows_affected() == 0 => {
+            return Err(ManualError::NoAccount {
+                name: account.name.clone(),
+                known: Vec::new(),
+            });
+        }
+        Ok(_) => {}
+    }
+    find(&mut *pool.acquire().await?, new_name).await
+}
+
+/// Delete a manual account with its balances, its transactions and the record of the
+/// files imported into it (triggers tell the derive step what went).
+pub async fn delete(pool: &PgPool, account: &ManualAccount) -> Result<(), ManualError> {
+    let deleted = sqlx::query("DELETE FROM manual_accounts WHERE id = $1")
+        .bind(account.id)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    if deleted == 0 {
+        return Err(ManualError::NoAccount {
+            name: account.name.clone(),
+            known: Vec::new(),
+        });
+    }
+    Ok(())
+}
+
 /// The account called `name`, created as `kind` when there is none (`finq add`'s "Cash").
 pub async fn find_or_create(
     pool: &PgPool,

@@ -481,6 +481,19 @@ pub enum AccountsCommand {
         #[arg(long, value_parser = parse_day)]
         as_of: Option<chrono::NaiveDate>,
     },
+    /// Give a manual account another name (its transactions follow).
+    #[command(after_help = "Examples:\n  finq accounts rename Visa \"Visa (closed)\"")]
+    Rename { name: String, new_name: String },
+    /// Delete a manual account with its balances and transactions.
+    #[command(
+        after_help = "Examples:\n  finq accounts delete \"Old wallet\"\n  finq accounts delete Visa --yes    # also deletes the transactions imported into it"
+    )]
+    Delete {
+        name: String,
+        /// Delete it even though it has transactions: they go with it.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -806,6 +819,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 } => {
                     crate::manual::set_balance(&app, &name, amount, as_of.unwrap_or_else(today))
                         .await
+                }
+                AccountsCommand::Rename { name, new_name } => {
+                    crate::manual::rename(&app, &name, &new_name).await
+                }
+                AccountsCommand::Delete { name, yes } => {
+                    crate::manual::delete(&app, &name, yes).await
                 }
             }
         }

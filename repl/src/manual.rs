@@ -202,14 +202,7 @@ pub async fn set_balance(
     amount: Decimal,
     as_of: NaiveDate,
 ) -> Result<ExitCode> {
-    let account = manual::find(&mut *app.pool.acquire().await?, name)
-        .await
-        .map_err(|e| match e {
-            ManualError::NoAccount { .. } => {
-                anyhow::anyhow!("{e} (balances of linked banks' accounts come from the bank)")
-            }
-            e => e.into(),
-        })?;
+    let account = find_manual(app, name).await?;
     manual::set_balance(&app.pool, &account, as_of, amount)
         .await
         .context("cannot store the balance")?;
@@ -217,6 +210,48 @@ pub async fn set_balance(
     println!(
         "{}: balance {amount:.2} {} on {as_of}",
         account.name, account.currency
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The manual account called `name`, or an error that says where other accounts live.
+async fn find_manual(app: &App, name: &str) -> Result<ManualAccount> {
+    manual::find(&mut *app.pool.acquire().await?, name)
+        .await
+        .map_err(|e| match e {
+            ManualError::NoAccount { .. } => anyhow::anyhow!(
+                "{e} (the accounts of linked banks are kept by the bank: `finq items` lists them)"
+            ),
+            e => e.into(),
+        })
+}
+
+pub async fn rename(app: &App, name: &str, new_name: &str) -> Result<ExitCode> {
+    let account = find_manual(app, name).await?;
+    let renamed = manual::rename(&app.pool, &account, new_name).await?;
+    crate::pipeline::derive(app).await?;
+    println!(
+        "account {:?} is now {:?} ({} transactions)",
+        account.name, renamed.name, renamed.transactions
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn delete(app: &App, name: &str, yes: bool) -> Result<ExitCode> {
+    let account = find_manual(app, name).await?;
+    if account.transactions > 0 && !yes {
+        anyhow::bail!(
+            "account {:?} has {} transactions, which would be deleted with it; run `finq accounts delete {:?} --yes` to delete them all",
+            account.name,
+            account.transactions,
+            account.name
+        );
+    }
+    manual::delete(&app.pool, &account).await?;
+    crate::pipeline::derive(app).await?;
+    println!(
+        "account {:?} deleted, with its balances and {} transactions",
+        account.name, account.transactions
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -347,4 +347,55 @@ async fn accounts_imports_and_additions_from_the_command_line(pool: PgPool) {
     assert_eq!(listed.as_array().unwrap().len(), 3);
     assert_eq!(listed[2]["name"], "Visa");
     assert_eq!(listed[2]["transactions"], 4);
+
+    // Renamed: the account and its transactions carry the new name in the mirror.
+    let said = ok(&finq(
+        &db,
+        &data,
+        &["accounts", "rename", "visa", "Visa (old)"],
+    ));
+    assert!(
+        said.contains("now \"Visa (old)\" (4 transactions)"),
+        "{said}"
+    );
+    let err = failed(&finq(&db, &data, &["accounts", "rename", "House", "cash"]));
+    assert!(err.contains("already an account \"Cash\""), "{err}");
+    let err = failed(&finq(&db, &data, &["accounts", "rename", "Boat", "Yacht"]));
+    assert!(
+        err.contains("no manual account \"Boat\"") && err.contains("finq items"),
+        "{err}"
+    );
+    assert_eq!(
+        sql("SELECT account_name, count(*) AS n FROM transactions GROUP BY 1 ORDER BY 1"),
+        "account_name,n\nCash,1\nVisa (old),4\n"
+    );
+    // Deleted: with transactions only when asked to; its rows leave the mirror.
+    let err = failed(&finq(&db, &data, &["accounts", "delete", "Visa (old)"]));
+    assert!(
+        err.contains("has 4 transactions") && err.contains("--yes"),
+        "{err}"
+    );
+    ok(&finq(&db, &data, &["accounts", "delete", "House"]));
+    let said = ok(&finq(
+        &db,
+        &data,
+        &["accounts", "delete", "Visa (old)", "--yes"],
+    ));
+    assert!(said.contains("4 transactions"), "{said}");
+    assert_eq!(
+        sql(
+            "SELECT (SELECT string_agg(name, ',' ORDER BY name) FROM accounts) AS accounts,
+                    (SELECT count(*) FROM transactions) AS transactions,
+                    (SELECT count(*) FROM balance_snapshots) AS balances"
+        ),
+        "accounts,transactions,balances\nCash,1,0\n"
+    );
+    let left: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM transactions) + (SELECT count(*) FROM imports)
+                + (SELECT count(*) FROM manual_balances)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(left, 1, "only the cash transaction is left in PostgreSQL");
 }
