@@ -81,26 +81,46 @@ pub async fn categorize(
     app: &App,
     mut args: Vec<String>,
     query: Option<String>,
+    undo: bool,
 ) -> Result<ExitCode> {
-    let Some(category) = args.pop() else {
-        bail!("name the category last, e.g. `finq categorize plaid:abc Groceries`");
+    let category = if undo {
+        None
+    } else {
+        match args.pop() {
+            Some(category) => Some(category),
+            None => bail!("name the category last, e.g. `finq categorize plaid:abc Groceries`"),
+        }
     };
     let ids = match query {
         Some(sql) if args.is_empty() => ids_of_query(app, &sql)?,
         Some(_) => bail!("give transaction ids or --query, not both"),
+        None if args.is_empty() && undo => bail!(
+            "name the transactions whose edit to take back (ids from the id column of transactions, or --query \"SELECT id FROM transactions WHERE …\")"
+        ),
         None if args.is_empty() => bail!(
             "name the transactions (ids from the id column of transactions, or --query \"SELECT id FROM transactions WHERE …\") and then the category"
         ),
         None => args,
     };
-    let (category_id, category) = categories::get(&app.pool, &category).await?;
-    let n = categories::categorize(&app.pool, &ids, category_id).await?;
+    let category = match category {
+        Some(name) => Some(categories::get(&app.pool, &name).await?),
+        None => None,
+    };
+    let n = categories::categorize(&app.pool, &ids, category.as_ref().map(|c| c.0)).await?;
     crate::pipeline::derive(app).await?;
-    println!(
-        "{n} transaction{} now in {category:?} (your edit: rules and Plaid's mapping no longer decide {})",
-        if n == 1 { "" } else { "s" },
-        if n == 1 { "it" } else { "them" }
-    );
+    let plural = |one: &'static str, many: &'static str| if n == 1 { one } else { many };
+    match category {
+        Some((_, name)) => println!(
+            "{n} transaction{} now in {name:?} (your edit: rules and Plaid's mapping no longer decide {})",
+            plural("", "s"),
+            plural("it", "them")
+        ),
+        None => println!(
+            "{n} transaction{} back to the category rules and Plaid's mapping give {}",
+            plural("", "s"),
+            plural("it", "them")
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -175,15 +175,20 @@ pub enum Command {
     /// Put transactions in a category yourself: your edit beats rules and Plaid's mapping,
     /// and stays through re-syncs, a pending transaction posting, and re-linking.
     #[command(
-        after_help = "Examples:\n  finq categorize plaid:8bQx3p Groceries\n  finq categorize manual:12 manual:13 Gifts\n  finq categorize --query \"SELECT id FROM transactions WHERE merchant = 'Blue Bottle Coffee'\" Coffee"
+        after_help = "Examples:\n  finq categorize plaid:8bQx3p Groceries\n  finq categorize manual:12 manual:13 Gifts\n  finq categorize --query \"SELECT id FROM transactions WHERE merchant = 'Blue Bottle Coffee'\" Coffee\n  finq categorize --undo plaid:8bQx3p"
     )]
     Categorize {
-        /// Transaction ids (the id column of transactions), then the category.
-        #[arg(value_name = "ID... CATEGORY", required = true)]
+        /// Transaction ids (the id column of transactions), then the category (none with
+        /// --undo).
+        #[arg(value_name = "ID... CATEGORY", required_unless_present = "query")]
         args: Vec<String>,
         /// Categorize the transactions this DuckDB query returns (ids in its first column).
         #[arg(long)]
         query: Option<String>,
+        /// Take your edit back: rules and Plaid's mapping decide the category again (a
+        /// manual transaction is left without one of its own).
+        #[arg(long)]
+        undo: bool,
     },
     /// Rules that categorise transactions by merchant, description, amount or account.
     /// Rules apply to transactions as they arrive; `finq rules apply` applies them to all.
@@ -845,9 +850,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Command::Categorize { args, query } => {
+        Command::Categorize { args, query, undo } => {
             let app = App::open().await?;
-            crate::categories::categorize(&app, args, query).await
+            crate::categories::categorize(&app, args, query, undo).await
         }
         Command::Rules { command, json } => {
             let app = App::open().await?;

@@ -205,11 +205,13 @@ pub async fn merge(
 
 /// The person's own category for these transactions (ids as in the mirror: `plaid:…`,
 /// `manual:…`), beating rules and Plaid's mapping, kept through re-syncs, pending →
-/// posted and re-linking. Every id must exist; returns how many were set.
+/// posted and re-linking; `None` takes the person's edit back (rules and Plaid's mapping
+/// decide again; a manual transaction is left without a category of its own). Every id
+/// must exist; returns how many were set.
 pub async fn categorize(
     pool: &sqlx::PgPool,
     ids: &[String],
-    category_id: i64,
+    category_id: Option<i64>,
 ) -> Result<u64, CategoryError> {
     let mut plaid = Vec::new();
     let mut manual = Vec::new();

@@ -95,7 +95,7 @@ async fn edits_beat_rules_beat_the_mapping(pool: PgPool) {
         .unwrap();
     let (groceries, _) = categories::get(&pool, "groceries").await.unwrap();
     assert_eq!(
-        categories::categorize(&pool, std::slice::from_ref(&first), groceries)
+        categories::categorize(&pool, std::slice::from_ref(&first), Some(groceries))
             .await
             .unwrap(),
         1
@@ -107,9 +107,13 @@ async fn edits_beat_rules_beat_the_mapping(pool: PgPool) {
     assert!(edited[1..].iter().all(|c| c == "Rent"), "{edited:?}");
 
     // An unknown id changes nothing.
-    let err = categories::categorize(&pool, &[first.clone(), "plaid:nope".into()], groceries)
-        .await
-        .unwrap_err();
+    let err = categories::categorize(
+        &pool,
+        &[first.clone(), "plaid:nope".into()],
+        Some(groceries),
+    )
+    .await
+    .unwrap_err();
     assert!(
         err.to_string().contains("no transaction plaid:nope"),
         "{err}"
@@ -363,4 +367,23 @@ async fn categories_and_rules_from_the_command_line(pool: PgPool) {
     );
     let err = run(&["rules", "delete", "42"]);
     assert!(String::from_utf8_lossy(&err.stderr).contains("no rule 42"));
+
+    // An edit taken back: the rules and the mapping decide again.
+    let out = ok(&run(&[
+        "categorize",
+        "--undo",
+        "--query",
+        "SELECT id FROM transactions WHERE category = 'Home'",
+    ]));
+    assert!(out.starts_with("1 transaction back to"), "{out}");
+    assert_eq!(
+        sql("SELECT merchant, category FROM transactions ORDER BY amount"),
+        "merchant,category\nCity Water,Uncategorized\nBlue Bottle,Café\nBlue Bottle Coffee,Café\n"
+    );
+    let err = run(&["categorize", "--undo", "manual:1", "Home"]);
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("\"Home\" is not a transaction id"),
+        "{}",
+        String::from_utf8_lossy(&err.stderr)
+    );
 }
