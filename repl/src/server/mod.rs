@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -221,7 +221,53 @@ fn write_owner_only(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     f.write_all(text.as_bytes())
 }
 
+/// How long a starting server waits for another one's lock.
+const SERVE_LOCK_WAIT: Duration = Duration::from_secs(3);
+
+/// One `finq serve` per database: its worker takes over jobs it finds running (their
+/// server died), which a second server would do to the first one's. A session lock held
+/// on a connection of its own for as long as the server runs (PostgreSQL releases it
+/// when the connection ends, however the process ends).
+async fn hold_serve_lock(pool: &sqlx::PgPool) -> Result<sqlx::PgConnection> {
+    let mut conn = pool
+        .acquire()
+        .await
+        .context("cannot reach PostgreSQL")?
+        .detach();
+    // A server restarted right after it was killed may find its old session still
+    // ending: it waits a little before giving up.
+    let deadline = std::time::Instant::now() + SERVE_LOCK_WAIT;
+    loop {
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended('finq.serve', 0))")
+                .fetch_one(&mut conn)
+                .await
+                .context("cannot take finq serve's lock in PostgreSQL")?;
+        if locked {
+            return Ok(conn);
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "another `finq serve` is running against this database: stop it first (one server per database takes the webhooks and runs the jobs)"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub async fn serve(app: App, addr: SocketAddr) -> Result<()> {
+    let _lock = hold_serve_lock(&app.pool).await.map_err(|e| {
+        let url = std::fs::read_to_string(serve_file(&app.settings))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| v["url"].as_str().map(str::to_string));
+        match url {
+            Some(url) if e.to_string().starts_with("another") => {
+                anyhow::anyhow!("{e} (the last one started on this data directory: {url})")
+            }
+            _ => e,
+        }
+    })?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -787,6 +833,23 @@ mod tests {
             item,
             _data: dir,
         }
+    }
+
+    #[sqlx::test(migrator = "finq_core::MIGRATOR")]
+    async fn one_server_per_database(pool: sqlx::PgPool) {
+        let first = hold_serve_lock(&pool).await.unwrap();
+        let err = hold_serve_lock(&pool).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("another `finq serve` is running against this database"),
+            "{err}"
+        );
+        // The lock goes with the first server's connection, however it ends (the next
+        // server waits for its session to end).
+        drop(first);
+        hold_serve_lock(&pool)
+            .await
+            .expect("the lock is free once the first server's connection is gone");
     }
 
     #[sqlx::test(migrator = "finq_core::MIGRATOR")]
