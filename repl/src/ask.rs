@@ -48,6 +48,11 @@ impl Asker {
         &self.pool
     }
 
+    /// What stops the DuckDB query of the question being asked (from a Ctrl-C handler).
+    pub fn interrupter(&self) -> finq_analytics::nl::Interrupter {
+        self.engine.interrupter()
+    }
+
     /// Ask, showing progress on stderr when it is a terminal, and keep the turn.
     pub async fn ask(&mut self, question: &str, show_progress: bool) -> Result<Answer> {
         let history = match self.conversation {

@@ -27,6 +27,8 @@ pub mod ollama;
 pub mod verify;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use minijinja::{Environment, context};
@@ -93,6 +95,8 @@ pub enum NlError {
     BadQuestion { id: String, message: String },
     #[error("the prompt template is broken: {0}")]
     Template(#[from] minijinja::Error),
+    #[error("the question was stopped while its query ran")]
+    Interrupted,
     #[error(transparent)]
     Query(#[from] QueryError),
 }
@@ -269,6 +273,42 @@ pub struct NlEngine {
     /// Times a failed plan goes back to the model.
     repairs: u32,
     max_context: u32,
+    running: Interrupter,
+}
+
+/// Stops the DuckDB query a question is running, from another task or thread (a Ctrl-C
+/// handler): the question then ends with [`NlError::Interrupted`]. DuckDB forgets an
+/// interrupt that comes before a query's transaction has begun, so a caller stopping a
+/// question interrupts until the question has ended.
+#[derive(Clone, Default)]
+pub struct Interrupter {
+    handle: Arc<std::sync::Mutex<Option<Arc<duckdb::InterruptHandle>>>>,
+    /// Set by an interrupt while a question runs: its failed query is not sent back to
+    /// the model for repair.
+    interrupted: Arc<AtomicBool>,
+}
+
+impl Interrupter {
+    pub fn interrupt(&self) {
+        if let Some(handle) = self
+            .handle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            self.interrupted.store(true, Ordering::SeqCst);
+            handle.interrupt();
+        }
+    }
+
+    fn set(&self, handle: Option<Arc<duckdb::InterruptHandle>>) {
+        self.interrupted.store(false, Ordering::SeqCst);
+        *self.handle.lock().unwrap_or_else(|p| p.into_inner()) = handle;
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
 }
 
 impl NlEngine {
@@ -286,7 +326,13 @@ impl NlEngine {
             repairs: settings.repairs,
             max_context: settings.max_context,
             chat: OllamaChat::new(host, model, settings)?,
+            running: Interrupter::default(),
         })
+    }
+
+    /// What stops this engine's running query.
+    pub fn interrupter(&self) -> Interrupter {
+        self.running.clone()
     }
 
     pub fn model(&self) -> &str {
@@ -375,6 +421,19 @@ impl NlEngine {
         history: &[Turn],
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<Answer, NlError> {
+        match self.ask_inner(mirror, question, history, progress).await {
+            Err(_) if self.running.interrupted() => Err(NlError::Interrupted),
+            outcome => outcome,
+        }
+    }
+
+    async fn ask_inner(
+        &self,
+        mirror: &Path,
+        question: &str,
+        history: &[Turn],
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<Answer, NlError> {
         let started = Instant::now();
         let mut timings = Timings::default();
         let mut attempts = 0u32;
@@ -388,6 +447,16 @@ impl NlEngine {
         self.chat.check().await?;
         let today = chrono::Local::now().date_naive();
         let mut engine = QueryEngine::open(mirror, Trust::Model)?;
+        // Reachable by `interrupter()` while this question runs (queries run on this
+        // thread; a Ctrl-C handler runs elsewhere).
+        struct Running<'a>(&'a Interrupter);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                self.0.set(None);
+            }
+        }
+        self.running.set(Some(engine.interrupt_handle()?));
+        let _running = Running(&self.running);
         let mut ctx = Context::gather(&mut engine)?;
         let turns = trim_history(history, self.budget() / HISTORY_SHARE);
         let turns_chars: usize = turns.iter().map(|m| m.content.len()).sum();
@@ -433,6 +502,9 @@ impl NlEngine {
                     run_time += r.elapsed();
                     match outcome {
                         Ok(result) => break (plan, result),
+                        Err(_) if self.running.interrupted() => {
+                            return Err(NlError::Interrupted);
+                        }
                         Err(e) => (
                             format!("DuckDB refused the query: {e}"),
                             "Write a corrected query (one read-only SELECT over the tables above).",

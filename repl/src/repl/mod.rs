@@ -2,7 +2,8 @@
 //! English (one conversation, `\new` for another), `\chart`, output settings (`\format`,
 //! `\x`, `\maxrows`, `\timing`, `\o`), `\d`. Tab completes, SQL is highlighted, history
 //! (kept in the data directory) gives hints. Ctrl-C stops the running query (DuckDB's
-//! interrupt) or question (the model request is dropped) and never ends the REPL.
+//! interrupt) or question (the model request is dropped, its query interrupted) and never
+//! ends the REPL.
 //!
 //! - [`command`]: what was typed, parsed ([`command::ReplCommand`]).
 //! - [`helper`]: completion, highlighting, hints and multi-line input, as plain functions.
@@ -16,7 +17,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use finq_analytics::nl::chats;
+use finq_analytics::nl::{NlError, chats};
 use finq_analytics::query::{
     self, Expanded, Layout, OutputFormat, QueryEngine, QueryResult, Trust,
 };
@@ -69,6 +70,9 @@ fn take_sigint() -> Result<()> {
 
 /// How long a query runs before the REPL says how to stop it.
 const HINT_AFTER: Duration = Duration::from_secs(1);
+
+/// After Ctrl-C, how often DuckDB is interrupted again until the query has stopped.
+const REINTERRUPT: Duration = Duration::from_millis(50);
 
 /// Ctrl-C stopped what was running.
 #[derive(Debug, thiserror::Error)]
@@ -274,11 +278,32 @@ impl Session {
     async fn execute(&mut self, cmd: ReplCommand) {
         let outcome = match cmd {
             ReplCommand::Question(q) => {
-                // Dropping the question's future drops the model request.
-                tokio::select! {
+                // Dropping the question's future drops the model request; a DuckDB query
+                // the question runs (on this task) is stopped from another one.
+                let watcher = self.asker().await.ok().map(|asker| {
+                    let stop = asker.interrupter();
+                    tokio::spawn(async move {
+                        if tokio::signal::ctrl_c().await.is_ok() {
+                            // Until the question ends and this task is aborted (see
+                            // `query` on why more than once).
+                            loop {
+                                stop.interrupt();
+                                tokio::time::sleep(REINTERRUPT).await;
+                            }
+                        }
+                    })
+                });
+                let outcome = tokio::select! {
                     r = self.question(&q) => r,
                     _ = tokio::signal::ctrl_c() => Err(Cancelled.into()),
+                };
+                if let Some(watcher) = watcher {
+                    watcher.abort();
                 }
+                outcome.map_err(|e| match e.downcast_ref::<NlError>() {
+                    Some(NlError::Interrupted) => Cancelled.into(),
+                    _ => e,
+                })
             }
             cmd => self.execute_inner(cmd).await,
         };
@@ -318,8 +343,15 @@ impl Session {
                     break (engine, result, false);
                 }
                 _ = &mut ctrl_c => {
-                    interrupt.interrupt();
-                    let (engine, result) = job.await.context("the query's thread failed")?;
+                    // DuckDB forgets an interrupt that comes before the query's transaction
+                    // has begun: repeated until the query ends.
+                    let (engine, result) = loop {
+                        interrupt.interrupt();
+                        tokio::select! {
+                            done = &mut job => break done.context("the query's thread failed")?,
+                            _ = tokio::time::sleep(REINTERRUPT) => {}
+                        }
+                    };
                     break (engine, result, true);
                 }
                 // A query that takes a while: say how to stop it.

@@ -186,6 +186,54 @@ async fn sql_duckdb_refuses_goes_back_with_the_error(pool: PgPool) {
     );
 }
 
+/// A question's DuckDB query stops when interrupted (the REPL's Ctrl-C does this from
+/// another task) and is not sent back to the model as a failed plan.
+#[sqlx::test(migrator = "finq_core::MIGRATOR")]
+async fn an_interrupted_query_stops_the_question(pool: PgPool) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let path = mirror(&pool, dir.path()).await;
+    let ollama = FakeOllama::start(&["llama3.2:latest"], "").await;
+    let planned = Arc::new(AtomicBool::new(false));
+    let seen = planned.clone();
+    ollama.respond_with(move |req| {
+        if FakeOllama::wants_plan(req) {
+            seen.store(true, Ordering::SeqCst);
+            // Minutes of work for DuckDB.
+            plan("SELECT sum(r.range) FROM range(100000000000) r")
+        } else {
+            words("never asked")
+        }
+    });
+    let engine = NlEngine::new(&ollama.url, "llama3.2").unwrap();
+    let stop = engine.interrupter();
+    let done = Arc::new(AtomicBool::new(false));
+    // From the plan's arrival until the question ends, interrupt whatever it runs (the
+    // question's task is busy in DuckDB meanwhile).
+    let stopper = std::thread::spawn({
+        let (planned, done) = (planned.clone(), done.clone());
+        move || {
+            while !done.load(Ordering::SeqCst) {
+                if planned.load(Ordering::SeqCst) {
+                    stop.interrupt();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    });
+    let outcome = ask(&engine, &path, "count to a hundred billion").await;
+    done.store(true, Ordering::SeqCst);
+    stopper.join().unwrap();
+    assert!(matches!(outcome, Err(NlError::Interrupted)), "{outcome:?}");
+    assert!(planned.load(Ordering::SeqCst));
+    assert_eq!(
+        ollama.chat_requests().len(),
+        1,
+        "the interrupted query did not go back to the model"
+    );
+}
+
 #[sqlx::test(migrator = "finq_core::MIGRATOR")]
 async fn writing_plans_are_refused_and_nothing_changes(pool: PgPool) {
     let dir = tempfile::tempdir().unwrap();

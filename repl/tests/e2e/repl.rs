@@ -273,6 +273,53 @@ async fn ctrl_c_cancels_a_question_waiting_for_the_model(pool: PgPool) {
     assert_eq!(ollama.chat_requests().len(), 1, "the model was asked once");
 }
 
+#[sqlx::test(migrator = "finq_core::MIGRATOR")]
+async fn ctrl_c_stops_the_query_a_question_runs(pool: PgPool) {
+    let data = tempfile::tempdir().unwrap();
+    bank_mirror(&pool, data.path(), 6, 100).await;
+    // The model answers at once, with a query that would run for minutes.
+    let ollama = FakeOllama::start(&["llama3.2:latest"], "{}").await;
+    ollama.respond_with(|_| {
+        serde_json::json!({
+            "sql": "SELECT sum(r.range) FROM range(100000000000) r",
+            "explanation": "counts"
+        })
+        .to_string()
+    });
+    let (db, url, dir) = (
+        database_url(&pool),
+        ollama.url.clone(),
+        data.path().to_path_buf(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_finq"));
+        cmd.arg("repl")
+            .env("FINQ_DATA_DIR", &dir)
+            .env("TERM", "xterm")
+            .env("NO_COLOR", "1")
+            .env("DATABASE_URL", &db)
+            .env("OLLAMA_HOST", &url)
+            .env("FINQ_MODEL", "llama3.2");
+        let mut p = Session::spawn(cmd).unwrap();
+        p.set_expect_timeout(Some(Duration::from_secs(30)));
+        entry(&mut p, "? count to a hundred billion");
+        wait_for(&mut p, "running the query");
+        p.send(ControlCode::EndOfText).unwrap();
+        wait_for(&mut p, "cancelled (Ctrl-C)");
+        entry(&mut p, "SELECT 'after-' || 'the-query' AS r;");
+        wait_for(&mut p, "after-the-query");
+        entry(&mut p, "\\q");
+        ended(&mut p);
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        ollama.chat_requests().len(),
+        1,
+        "the stopped query went back to no one"
+    );
+}
+
 /// `finq sql` on a mirror file of constant rows: the same text every time.
 fn sql(data: &Path, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_finq"))
