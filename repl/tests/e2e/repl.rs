@@ -31,6 +31,21 @@ fn repl(data: &Path, colour: bool) -> Pty {
     p
 }
 
+/// The REPL on the database `db`, asking the model at `ollama` (llama3.2).
+fn repl_asking(data: &Path, db: &str, ollama: &str) -> Pty {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_finq"));
+    cmd.arg("repl")
+        .env("FINQ_DATA_DIR", data)
+        .env("TERM", "xterm")
+        .env("NO_COLOR", "1")
+        .env("DATABASE_URL", db)
+        .env("OLLAMA_HOST", ollama)
+        .env("FINQ_MODEL", "llama3.2");
+    let mut p = Session::spawn(cmd).expect("finq repl starts in a pty");
+    p.set_expect_timeout(Some(Duration::from_secs(30)));
+    p
+}
+
 /// Wait until the line editor reads the terminal (it switches bracketed paste on as it
 /// starts a line): keys typed earlier would reach the terminal in its cooked mode.
 fn ready(p: &mut Pty) {
@@ -241,16 +256,7 @@ async fn ctrl_c_cancels_a_question_waiting_for_the_model(pool: PgPool) {
     // The model's answer would take 60 s; each wait below gives up after 30 s.
     let asked = ollama.chat_counter();
     tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_finq"));
-        cmd.arg("repl")
-            .env("FINQ_DATA_DIR", &dir)
-            .env("TERM", "xterm")
-            .env("NO_COLOR", "1")
-            .env("DATABASE_URL", &db)
-            .env("OLLAMA_HOST", &url)
-            .env("FINQ_MODEL", "llama3.2");
-        let mut p = Session::spawn(cmd).unwrap();
-        p.set_expect_timeout(Some(Duration::from_secs(30)));
+        let mut p = repl_asking(&dir, &db, &url);
         entry(&mut p, "? how much did I spend on coffee");
         // The question is waiting for the model (Ctrl-C is listened for from its start).
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -292,16 +298,7 @@ async fn ctrl_c_stops_the_query_a_question_runs(pool: PgPool) {
         data.path().to_path_buf(),
     );
     tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_finq"));
-        cmd.arg("repl")
-            .env("FINQ_DATA_DIR", &dir)
-            .env("TERM", "xterm")
-            .env("NO_COLOR", "1")
-            .env("DATABASE_URL", &db)
-            .env("OLLAMA_HOST", &url)
-            .env("FINQ_MODEL", "llama3.2");
-        let mut p = Session::spawn(cmd).unwrap();
-        p.set_expect_timeout(Some(Duration::from_secs(30)));
+        let mut p = repl_asking(&dir, &db, &url);
         entry(&mut p, "? count to a hundred billion");
         wait_for(&mut p, "running the query");
         p.send(ControlCode::EndOfText).unwrap();
