@@ -195,10 +195,10 @@ impl QueryEngine {
             note_open(now);
             self.file = now;
             self.generation += 1;
+            self.date = date;
         } else if date != self.date {
             self.set_date(date)?;
         }
-        self.date = date;
         Ok(&self.conn)
     }
 

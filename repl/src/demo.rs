@@ -120,14 +120,15 @@ pub async fn run(transactions: usize, seed: u64) -> Result<ExitCode> {
     }
 
     eprintln!("[4/4] report\n");
-    crate::report::print(&finq_analytics::mirror_path(&app.settings)?)?;
+    let mirror = finq_analytics::mirror_path(&app.settings)?;
+    crate::report::print(&mirror)?;
     println!(
         "\nNext:\n  finq repl                      SQL (end with ;), \\d for tables, ?question for plain English\n  \
          finq sql \"SELECT category, sum(amount) FROM transactions GROUP BY 1 ORDER BY 2\"\n  \
          finq ask \"how much did I spend on groceries last month?\"   (needs Ollama with {})\n  \
          The mirror is a plain DuckDB file: {}",
         app.settings.model,
-        finq_analytics::mirror_path(&app.settings)?.display()
+        mirror.display()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -306,6 +306,17 @@ impl<S: KeySource> WebhookVerifier<S> {
         self.keys.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Cache a key just fetched.
+    fn remember(&self, kid: String, key: Key) {
+        self.cached().insert(
+            kid,
+            Cached {
+                key,
+                fetched: Instant::now(),
+            },
+        );
+    }
+
     /// The cached key for `kid`, if it is not due for a refresh.
     fn fresh(&self, kid: &str) -> Option<Key> {
         self.cached()
@@ -358,13 +369,7 @@ impl<S: KeySource> WebhookVerifier<S> {
             return Err(VerifyError::UnknownKey(kid.to_string()));
         };
         let key = usable(kid, &jwk)?;
-        self.cached().insert(
-            kid.to_string(),
-            Cached {
-                key: key.clone(),
-                fetched: Instant::now(),
-            },
-        );
+        self.remember(kid.to_string(), key.clone());
         if stale.is_none() {
             self.refresh_unexpired(kid).await;
         }
@@ -385,15 +390,7 @@ impl<S: KeySource> WebhookVerifier<S> {
         for kid in kids {
             match self.source.fetch(&kid).await {
                 Ok(Some(jwk)) => match usable(&kid, &jwk) {
-                    Ok(key) => {
-                        self.cached().insert(
-                            kid,
-                            Cached {
-                                key,
-                                fetched: Instant::now(),
-                            },
-                        );
-                    }
+                    Ok(key) => self.remember(kid, key),
                     Err(_) => {
                         self.cached().remove(&kid);
                     }

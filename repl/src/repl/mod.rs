@@ -74,6 +74,16 @@ const HINT_AFTER: Duration = Duration::from_secs(1);
 /// After Ctrl-C, how often DuckDB is interrupted again until the query has stopped.
 const REINTERRUPT: Duration = Duration::from_millis(50);
 
+/// Interrupt DuckDB's running query again and again: DuckDB forgets an interrupt that
+/// comes before the query's transaction has begun. Never ends: dropped (or its task
+/// aborted) once the query has.
+async fn keep_interrupting(interrupt: impl Fn()) -> std::convert::Infallible {
+    loop {
+        interrupt();
+        tokio::time::sleep(REINTERRUPT).await;
+    }
+}
+
 /// Ctrl-C stopped what was running.
 #[derive(Debug, thiserror::Error)]
 #[error("cancelled")]
@@ -284,12 +294,8 @@ impl Session {
                     let stop = asker.interrupter();
                     tokio::spawn(async move {
                         if tokio::signal::ctrl_c().await.is_ok() {
-                            // Until the question ends and this task is aborted (see
-                            // `query` on why more than once).
-                            loop {
-                                stop.interrupt();
-                                tokio::time::sleep(REINTERRUPT).await;
-                            }
+                            // Until the question ends and this task is aborted.
+                            keep_interrupting(|| stop.interrupt()).await;
                         }
                     })
                 });
@@ -343,14 +349,9 @@ impl Session {
                     break (engine, result, false);
                 }
                 _ = &mut ctrl_c => {
-                    // DuckDB forgets an interrupt that comes before the query's transaction
-                    // has begun: repeated until the query ends.
-                    let (engine, result) = loop {
-                        interrupt.interrupt();
-                        tokio::select! {
-                            done = &mut job => break done.context("the query's thread failed")?,
-                            _ = tokio::time::sleep(REINTERRUPT) => {}
-                        }
+                    let (engine, result) = tokio::select! {
+                        done = &mut job => done.context("the query's thread failed")?,
+                        never = keep_interrupting(|| interrupt.interrupt()) => match never {},
                     };
                     break (engine, result, true);
                 }

@@ -195,10 +195,16 @@ pub fn serve_file(settings: &finq_core::config::Settings) -> std::path::PathBuf 
     settings.data_dir.join("serve.json")
 }
 
+/// What the last `finq serve` started on this data directory recorded (`url`, `link`,
+/// `pid`), if anything.
+fn recorded_server(settings: &finq_core::config::Settings) -> Option<Value> {
+    let text = std::fs::read_to_string(serve_file(settings)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
 /// The Link page's URL of a running `finq serve` on this data directory, if one answers.
 pub async fn running_link_page(settings: &finq_core::config::Settings) -> Option<String> {
-    let text = std::fs::read_to_string(serve_file(settings)).ok()?;
-    let v: Value = serde_json::from_str(&text).ok()?;
+    let v = recorded_server(settings)?;
     let (base, link) = (v["url"].as_str()?, v["link"].as_str()?);
     let alive = reqwest::Client::new()
         .get(format!("{base}/healthz"))
@@ -227,8 +233,12 @@ const SERVE_LOCK_WAIT: Duration = Duration::from_secs(3);
 /// One `finq serve` per database: its worker takes over jobs it finds running (their
 /// server died), which a second server would do to the first one's. A session lock held
 /// on a connection of its own for as long as the server runs (PostgreSQL releases it
-/// when the connection ends, however the process ends).
-async fn hold_serve_lock(pool: &sqlx::PgPool) -> Result<sqlx::PgConnection> {
+/// when the connection ends, however the process ends). `elsewhere` says where the other
+/// server may be, for the error.
+async fn hold_serve_lock(
+    pool: &sqlx::PgPool,
+    elsewhere: Option<&str>,
+) -> Result<sqlx::PgConnection> {
     let mut conn = pool
         .acquire()
         .await
@@ -248,7 +258,10 @@ async fn hold_serve_lock(pool: &sqlx::PgPool) -> Result<sqlx::PgConnection> {
         }
         if std::time::Instant::now() >= deadline {
             bail!(
-                "another `finq serve` is running against this database: stop it first (one server per database takes the webhooks and runs the jobs)"
+                "another `finq serve` is running against this database: stop it first (one server per database takes the webhooks and runs the jobs){}",
+                elsewhere
+                    .map(|url| format!(" (the last one started on this data directory: {url})"))
+                    .unwrap_or_default()
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -256,18 +269,8 @@ async fn hold_serve_lock(pool: &sqlx::PgPool) -> Result<sqlx::PgConnection> {
 }
 
 pub async fn serve(app: App, addr: SocketAddr) -> Result<()> {
-    let _lock = hold_serve_lock(&app.pool).await.map_err(|e| {
-        let url = std::fs::read_to_string(serve_file(&app.settings))
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .and_then(|v| v["url"].as_str().map(str::to_string));
-        match url {
-            Some(url) if e.to_string().starts_with("another") => {
-                anyhow::anyhow!("{e} (the last one started on this data directory: {url})")
-            }
-            _ => e,
-        }
-    })?;
+    let last = recorded_server(&app.settings);
+    let _lock = hold_serve_lock(&app.pool, last.as_ref().and_then(|v| v["url"].as_str())).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -837,8 +840,8 @@ mod tests {
 
     #[sqlx::test(migrator = "finq_core::MIGRATOR")]
     async fn one_server_per_database(pool: sqlx::PgPool) {
-        let first = hold_serve_lock(&pool).await.unwrap();
-        let err = hold_serve_lock(&pool).await.unwrap_err();
+        let first = hold_serve_lock(&pool, None).await.unwrap();
+        let err = hold_serve_lock(&pool, None).await.unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("another `finq serve` is running against this database"),
@@ -847,7 +850,7 @@ mod tests {
         // The lock goes with the first server's connection, however it ends (the next
         // server waits for its session to end).
         drop(first);
-        hold_serve_lock(&pool)
+        hold_serve_lock(&pool, None)
             .await
             .expect("the lock is free once the first server's connection is gone");
     }
