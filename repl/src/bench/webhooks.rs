@@ -132,19 +132,7 @@ async fn measure(base: &PgConnectOptions, name: &str, options: &Options) -> Resu
         "linked, synced and mirrored {transactions} transactions in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    // A first load leaves autovacuum a pass over every table it filled, and the disk the
-    // write-back of everything it wrote; both would otherwise run during the load below
-    // and be measured as the server's pauses.
-    let t = Instant::now();
-    sqlx::query("VACUUM (ANALYZE)").execute(&pool).await?;
-    // CHECKPOINT needs a superuser (or pg_checkpoint): finq's private cluster's is one.
-    if let Err(e) = sqlx::query("CHECKPOINT").execute(&pool).await {
-        eprintln!("no checkpoint before the load: {e}");
-    }
-    eprintln!(
-        "vacuumed and checkpointed in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    super::settle(&pool).await?;
     let http = reqwest::Client::new();
 
     // Load: genuine webhooks, signed by the simulator (valid for five minutes).
