@@ -376,6 +376,73 @@ mod tests {
         assert!(c.everything());
     }
 
+    /// What a write to `plaid_transactions` leaves in `change_log`, however it is made.
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn plaid_transaction_writes_are_logged_by_key(pool: sqlx::PgPool) {
+        let run = |sql: &'static str| {
+            let pool = pool.clone();
+            async move { sqlx::raw_sql(sql).execute(&pool).await.unwrap() }
+        };
+        // Drains the log: the keys logged since the last call, sorted.
+        let logged = || {
+            let pool = pool.clone();
+            async move {
+                let mut keys: Vec<String> = sqlx::query_scalar(
+                    "DELETE FROM change_log WHERE entity = 'plaid_tx' RETURNING key",
+                )
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+                keys.sort();
+                keys
+            }
+        };
+        run("INSERT INTO plaid_items (item_id, user_id, institution_id, access_token_enc, environment)
+             VALUES ('item-a', 1, 'ins_1', '\\x00', 'sim'), ('item-b', 1, 'ins_1', '\\x00', 'sim');
+             SELECT finq_tx_partition_begin('item-a'), finq_tx_partition_attach('item-a');
+             SELECT finq_tx_partition_begin('item-b'), finq_tx_partition_attach('item-b');")
+        .await;
+        logged().await;
+        run("INSERT INTO plaid_transactions (item_id, plaid_transaction_id, account_id, amount, date, name, pending)
+             VALUES ('item-a', 't1', 'acc', 1.00, '2026-11-01', 'one', false),
+                    ('item-a', 't2', 'acc', 2.00, '2026-11-02', 'two', false),
+                    ('item-b', 't3', 'acc', 3.00, '2026-11-03', 'three', false)")
+        .await;
+        assert_eq!(logged().await, ["t1", "t2", "t3"]);
+
+        // An update logs the rows it changed, not those it left as they were.
+        run("UPDATE plaid_transactions SET notes = 'x' WHERE plaid_transaction_id IN ('t1', 't3')")
+            .await;
+        assert_eq!(logged().await, ["t1", "t3"]);
+        run("UPDATE plaid_transactions SET notes = notes").await;
+        assert!(logged().await.is_empty());
+        // A changed key logs the old one and the new one.
+        run("UPDATE plaid_transactions SET plaid_transaction_id = 't9' WHERE plaid_transaction_id = 't2'")
+            .await;
+        assert_eq!(logged().await, ["t2", "t9"]);
+
+        // Upserts log inserted and changed rows, by the partitioned table or a partition's name.
+        run("INSERT INTO plaid_transactions (item_id, plaid_transaction_id, account_id, amount, date, name, pending)
+             VALUES ('item-a', 't1', 'acc', 1.50, '2026-11-01', 'one', false),
+                    ('item-a', 't4', 'acc', 4.00, '2026-11-04', 'four', false)
+             ON CONFLICT (plaid_transaction_id, item_id) DO UPDATE SET amount = EXCLUDED.amount")
+        .await;
+        assert_eq!(logged().await, ["t1", "t4"]);
+        let partition: String = sqlx::query_scalar("SELECT finq_tx_partition_name('item-b')")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "UPDATE \"{partition}\" SET amount = 30.00; DELETE FROM \"{partition}\""
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+        assert_eq!(logged().await, ["t3", "t3"]);
+        run("DELETE FROM plaid_transactions WHERE plaid_transaction_id = 't4'").await;
+        assert_eq!(logged().await, ["t4"]);
+    }
+
     #[tokio::test]
     async fn a_failing_step_is_recorded_with_its_error() {
         let mut r = PipelineReport::default();

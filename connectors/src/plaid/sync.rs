@@ -753,20 +753,24 @@ impl<'a> RowWriter<'a> {
 /// Merge the staged rows into `plaid_transactions` (insert or update by Plaid's id). Should
 /// a transaction have come twice in the update (Plaid collapses updates, so it should not),
 /// its latest version wins: PostgreSQL would refuse to update one row twice in a statement.
+/// A row Plaid sent again unchanged is left alone: no new row version, nothing logged.
 async fn merge_staged(tx: &mut PgTx<'_, Postgres>, item_id: &str) -> Result<(), sqlx::Error> {
     let columns = stored_column_list();
-    let updates: Vec<String> = STORED_COLUMNS
-        .iter()
-        .skip(1)
-        .map(|(n, _)| format!("{n} = EXCLUDED.{n}"))
-        .collect();
+    let updated = || STORED_COLUMNS.iter().skip(1).map(|(n, _)| *n);
+    let updates: Vec<String> = updated().map(|n| format!("{n} = EXCLUDED.{n}")).collect();
+    let (stored, sent): (Vec<String>, Vec<String>) = updated()
+        .map(|n| (format!("plaid_transactions.{n}"), format!("EXCLUDED.{n}")))
+        .unzip();
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO plaid_transactions (item_id, {columns})
          SELECT $1, {columns} FROM (
              SELECT DISTINCT ON (plaid_transaction_id) * FROM finq_stage ORDER BY plaid_transaction_id, seq DESC
          ) latest
-         ON CONFLICT (plaid_transaction_id, item_id) DO UPDATE SET {}, updated_at = now()",
-        updates.join(", ")
+         ON CONFLICT (plaid_transaction_id, item_id) DO UPDATE SET {}, updated_at = now()
+         WHERE ({}) IS DISTINCT FROM ({})",
+        updates.join(", "),
+        stored.join(", "),
+        sent.join(", ")
     )))
     .bind(item_id)
     .execute(&mut **tx)
