@@ -7,6 +7,8 @@
 //! leaves a `tx_delete` (or, for a whole item, `tx_delete_item`) entry in `mirror_changes`.
 //! That is all a sink needs to follow along.
 
+use std::collections::HashSet;
+
 use finq_core::pipeline::{BoxError, ChangeSet, Counts, Transform};
 use sqlx::PgConnection;
 
@@ -116,41 +118,47 @@ fn upsert_manual(filter: &str) -> String {
     )
 }
 
-/// How one source's changed rows are derived: the upsert for the ids bound as `$1`, the
-/// unified ids of those ids (`$1`), and whether a unified row `u` still has its source row.
+/// How one source's changed rows are derived: the upsert for the ids bound as `$1`, and the
+/// prefix that makes a source id a unified one.
 struct Rows {
     upsert: String,
-    ids: &'static str,
-    source_exists: &'static str,
+    prefix: &'static str,
 }
 
 impl Rows {
     /// Upsert the rows of `ids` and delete (leaving `tx_delete` entries) the unified rows
-    /// whose source row is gone. Returns (upserted, deleted).
+    /// whose source row is gone: those of the ids the upsert did not write (it writes every
+    /// id whose source row exists). Returns (upserted, deleted).
     async fn apply<T>(&self, conn: &mut PgConnection, ids: &[T]) -> Result<(u64, u64), sqlx::Error>
     where
         for<'q> &'q [T]: sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-        T: Sync,
+        T: Sync + std::fmt::Display,
     {
-        let upserted = sqlx::query(sqlx::AssertSqlSafe(self.upsert.as_str()))
-            .bind(ids)
+        let written: Vec<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("{} RETURNING id", self.upsert)))
+                .bind(ids)
+                .fetch_all(&mut *conn)
+                .await?;
+        let written: HashSet<&str> = written.iter().map(String::as_str).collect();
+        let gone: Vec<String> = ids
+            .iter()
+            .map(|id| format!("{}{id}", self.prefix))
+            .filter(|id| !written.contains(id.as_str()))
+            .collect();
+        let mut deleted = 0;
+        if !gone.is_empty() {
+            deleted = sqlx::query(
+                "WITH gone AS (
+                     DELETE FROM unified_transactions WHERE id = ANY($1) RETURNING id
+                 )
+                 INSERT INTO mirror_changes (kind, key) SELECT 'tx_delete', id FROM gone",
+            )
+            .bind(&gone)
             .execute(&mut *conn)
             .await?
             .rows_affected();
-        let deleted = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "WITH gone AS (
-                 DELETE FROM unified_transactions u
-                 WHERE u.id = ANY({}) AND NOT EXISTS ({})
-                 RETURNING u.id
-             )
-             INSERT INTO mirror_changes (kind, key) SELECT 'tx_delete', id FROM gone",
-            self.ids, self.source_exists
-        )))
-        .bind(ids)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-        Ok((upserted, deleted))
+        }
+        Ok((written.len() as u64, deleted))
     }
 }
 
@@ -311,13 +319,11 @@ impl Transform for UnionTransactions {
 
         let plaid = Rows {
             upsert: upsert_plaid("t.plaid_transaction_id = ANY($1)"),
-            ids: "SELECT 'plaid:' || x FROM unnest($1::text[]) x",
-            source_exists: "SELECT 1 FROM plaid_transactions t WHERE t.plaid_transaction_id = substr(u.id, 7)",
+            prefix: "plaid:",
         };
         let manual = Rows {
             upsert: upsert_manual("t.id = ANY($1)"),
-            ids: "SELECT 'manual:' || x FROM unnest($1::bigint[]) x",
-            source_exists: "SELECT 1 FROM transactions t WHERE t.id = substr(u.id, 8)::bigint",
+            prefix: "manual:",
         };
         if !plaid_ids.is_empty() {
             let (u, d) = plaid.apply(conn, &plaid_ids).await?;
