@@ -316,12 +316,14 @@ fn step_ms(report: &PipelineReport, kind: StepKind) -> f64 {
         .sum()
 }
 
-/// Dashboard questions: (name, DuckDB SQL on the mirror, the same in PostgreSQL).
+/// Dashboard questions: (name, DuckDB SQL on the mirror, the same in PostgreSQL). Both
+/// sides compare the date column with a date (not a timestamp, which would convert every
+/// row's date before comparing it).
 const AGGREGATES: &[(&str, &str, &str)] = &[
     (
         "spending_by_category_90d",
         "SELECT category, -sum(amount) AS spent FROM transactions
-         WHERE amount < 0 AND date > (SELECT max(date) FROM transactions) - INTERVAL 90 DAY
+         WHERE amount < 0 AND date > (SELECT max(date) FROM transactions) - 90
          GROUP BY category ORDER BY spent DESC",
         "SELECT category, -sum(amount) AS spent FROM unified_transactions
          WHERE amount < 0 AND date > (SELECT max(date) FROM unified_transactions) - 90
@@ -333,13 +335,13 @@ const AGGREGATES: &[(&str, &str, &str)] = &[
                 sum(amount) FILTER (WHERE amount > 0) AS income,
                 -sum(amount) FILTER (WHERE amount < 0) AS spending
          FROM transactions
-         WHERE date > (SELECT max(date) FROM transactions) - INTERVAL 24 MONTH
+         WHERE date > CAST((SELECT max(date) FROM transactions) - INTERVAL 24 MONTH AS DATE)
          GROUP BY month ORDER BY month",
         "SELECT date_trunc('month', date) AS month,
                 sum(amount) FILTER (WHERE amount > 0) AS income,
                 -sum(amount) FILTER (WHERE amount < 0) AS spending
          FROM unified_transactions
-         WHERE date > (SELECT max(date) FROM unified_transactions) - INTERVAL '24 months'
+         WHERE date > CAST((SELECT max(date) FROM unified_transactions) - INTERVAL '24 months' AS DATE)
          GROUP BY month ORDER BY month",
     ),
     (
