@@ -14,36 +14,41 @@ use sqlx::PgPool;
 
 type Pty = expectrl::session::OsSession;
 
-fn repl(data: &Path, colour: bool) -> Pty {
+/// `finq repl` on the data directory `data`, with a terminal (`TERM`) but not yet started.
+fn repl_command(data: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_finq"));
     cmd.arg("repl")
         .env("FINQ_DATA_DIR", data)
-        .env("TERM", "xterm")
-        .env("PLAID_ENV", "sim")
-        .env_remove("DATABASE_URL");
-    if colour {
-        cmd.env_remove("NO_COLOR");
-    } else {
-        cmd.env("NO_COLOR", "1");
-    }
+        .env("TERM", "xterm");
+    cmd
+}
+
+/// Start `cmd` in a pty; each wait on it gives up after 30 s.
+fn spawn(cmd: Command) -> Pty {
     let mut p = Session::spawn(cmd).expect("finq repl starts in a pty");
     p.set_expect_timeout(Some(Duration::from_secs(30)));
     p
 }
 
+fn repl(data: &Path, colour: bool) -> Pty {
+    let mut cmd = repl_command(data);
+    cmd.env("PLAID_ENV", "sim").env_remove("DATABASE_URL");
+    if colour {
+        cmd.env_remove("NO_COLOR");
+    } else {
+        cmd.env("NO_COLOR", "1");
+    }
+    spawn(cmd)
+}
+
 /// The REPL on the database `db`, asking the model at `ollama` (llama3.2).
 fn repl_asking(data: &Path, db: &str, ollama: &str) -> Pty {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_finq"));
-    cmd.arg("repl")
-        .env("FINQ_DATA_DIR", data)
-        .env("TERM", "xterm")
-        .env("NO_COLOR", "1")
+    let mut cmd = repl_command(data);
+    cmd.env("NO_COLOR", "1")
         .env("DATABASE_URL", db)
         .env("OLLAMA_HOST", ollama)
         .env("FINQ_MODEL", "llama3.2");
-    let mut p = Session::spawn(cmd).expect("finq repl starts in a pty");
-    p.set_expect_timeout(Some(Duration::from_secs(30)));
-    p
+    spawn(cmd)
 }
 
 /// Wait until the line editor reads the terminal (it switches bracketed paste on as it
