@@ -142,8 +142,12 @@ impl Connections {
 
     pub async fn stop(self) {
         #[cfg(feature = "simulator")]
-        if let Some((_, server)) = self.sim {
+        if let Some((sim, server)) = self.sim {
             server.stop().await;
+            // A large simulated history takes seconds to free (a million transactions: about
+            // three): a thread of its own frees it, and a command that is done does not wait
+            // for that.
+            std::thread::spawn(move || drop(sim));
         }
     }
 }

@@ -36,6 +36,14 @@ pub(crate) struct SimItem {
     sums: HashMap<String, (Decimal, Decimal)>,
 }
 
+/// Stored as v2 (the taxonomy the simulator generates in), ready to serve as is.
+fn v2(mut t: Transaction) -> Transaction {
+    if let Some(pfc) = &mut t.personal_finance_category {
+        pfc.version.get_or_insert_with(|| "v2".to_string());
+    }
+    t
+}
+
 impl SimItem {
     pub(crate) fn from_spec(spec: SimItemSpec) -> SimItem {
         let generated = data::generate(&spec);
@@ -44,7 +52,7 @@ impl SimItem {
             access_token: generated.access_token,
             institution_id: spec.institution_id.clone(),
             accounts: generated.accounts,
-            log: ChangeLog::with_capacity(generated.transactions.len()),
+            log: ChangeLog::default(),
             rng: generated.rng,
             webhook: None,
             login_required: false,
@@ -54,8 +62,20 @@ impl SimItem {
             sums: HashMap::new(),
             spec,
         };
-        for t in generated.transactions {
-            item.upsert(t);
+        let additions = generated.transactions.into_iter().map(v2).map(Arc::new);
+        match ChangeLog::of_additions(additions.collect()) {
+            Ok(log) => {
+                for t in log.current() {
+                    item.account_sums(t, Decimal::ONE);
+                }
+                item.log = log;
+            }
+            // Two generated transactions with one id: the second changes the first.
+            Err(additions) => {
+                for t in additions {
+                    item.upsert_arc(t);
+                }
+            }
         }
         // Plaid prepares an item's history before it reports it ready: so does the
         // simulator, rather than on the first `/transactions/sync` call.
@@ -64,7 +84,11 @@ impl SimItem {
     }
 
     fn account_sums(&mut self, t: &Transaction, sign: Decimal) {
-        let entry = self.sums.entry(t.account_id.clone()).or_default();
+        // A lookup first: the account's id is copied only for its first transaction.
+        if !self.sums.contains_key(&t.account_id) {
+            self.sums.insert(t.account_id.clone(), Default::default());
+        }
+        let entry = self.sums.get_mut(&t.account_id).expect("inserted above");
         if t.pending {
             entry.1 += sign * t.amount;
         } else {
@@ -72,12 +96,11 @@ impl SimItem {
         }
     }
 
-    fn upsert(&mut self, mut t: Transaction) {
-        // Stored as v2 (the taxonomy the simulator generates in), ready to serve as is.
-        if let Some(pfc) = &mut t.personal_finance_category {
-            pfc.version.get_or_insert_with(|| "v2".to_string());
-        }
-        let t = Arc::new(t);
+    fn upsert(&mut self, t: Transaction) {
+        self.upsert_arc(Arc::new(v2(t)));
+    }
+
+    fn upsert_arc(&mut self, t: Arc<Transaction>) {
         self.account_sums(&t, Decimal::ONE);
         if let Some(old) = self.log.upsert(t) {
             self.account_sums(&old, Decimal::NEGATIVE_ONE);
